@@ -1,0 +1,70 @@
+"""Rich implementation of the library's reporting interface, for terminals.
+
+On a TTY progress is a rich bar with live metrics; otherwise the plain reporter's periodic log
+lines are used, so logs of batch jobs stay readable. Everything goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from rnnkit.reporting import Progress, Reporter, _fmt
+
+console = Console(stderr=True)
+
+
+class _RichProgress(Progress):
+    def __init__(self, reporter: Reporter, bar: RichProgress, task: Any, description: str) -> None:
+        super().__init__(reporter, description, None)
+        self.bar, self.task = bar, task
+
+    def update(self, advance: int = 1, **metrics: Any) -> None:
+        self.done += advance
+        shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+        self.bar.update(self.task, advance=advance, metrics=shown)
+
+
+class RichReporter(Reporter):
+    """Rich tables always; rich progress bars only when stderr is a terminal."""
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            console.print(message, markup=False, highlight=False)
+
+    def warning(self, message: str) -> None:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.quiet:
+            return
+        t = Table(title=title, title_justify="left")
+        for c in columns:
+            t.add_column(str(c), justify="right" if c != columns[0] else "left")
+        for r in rows:
+            t.add_row(*(_fmt(c) for c in r))
+        console.print(t)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
+        if self.quiet or not sys.stderr.isatty():
+            with super().progress(description, total) as p:
+                yield p
+            return
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+        )
+        with RichProgress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(description, total=total, metrics="")
+            yield _RichProgress(self, bar, task, description)

@@ -1,0 +1,181 @@
+"""Memory-mapped binarized datasets, byte-compatible with fairseq's ``MMapIndexedDataset``.
+
+A dataset is two files. ``PREFIX.bin`` is every sequence's token ids back to back. ``PREFIX.idx``
+is the index (all integers little-endian)::
+
+    magic      9 bytes   b"MMIDIDX\\x00\\x00"
+    version    u64       1
+    dtype      u8        code of the .bin element type (see DTYPE_CODES)
+    count      u64       number of sequences N
+    sizes      int32[N]  length of each sequence in elements
+    pointers   int64[N]  byte offset of each sequence in the .bin
+
+Readers map both files with ``np.memmap``; opening reads nothing proportional to the corpus but
+the index, and a sequence is a zero-copy view. See docs/binarized-format.md.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from rnnkit.errors import RnnkitError
+
+MAGIC = b"MMIDIDX\x00\x00"
+VERSION = 1
+DTYPE_CODES: dict[int, type[np.generic]] = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.double,
+    8: np.uint16,
+    9: np.uint32,
+    10: np.uint64,
+}
+_HEADER = len(MAGIC) + 8 + 1 + 8
+
+
+def dtype_code(dtype: np.dtype | type) -> int:
+    """The format's code for a numpy dtype."""
+    dt = np.dtype(dtype)
+    for code, t in DTYPE_CODES.items():
+        if np.dtype(t) == dt:
+            return code
+    raise ValueError(f"dtype {dt} has no code in the binarized format")
+
+
+def best_dtype(vocab_size: int) -> type[np.generic]:
+    """uint16 for vocabularies under 65,500 entries, else int32 (fairseq's choice)."""
+    return np.uint16 if vocab_size < 65500 else np.int32
+
+
+def data_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
+    """The ``.bin`` and ``.idx`` paths of a dataset prefix."""
+    p = os.fspath(prefix)
+    return Path(p + ".bin"), Path(p + ".idx")
+
+
+class DatasetWriter:
+    """Append sequences to ``PREFIX.bin``; :meth:`finalize` writes ``PREFIX.idx``.
+
+    Only the sizes (4 bytes a sequence) are kept in memory; tokens stream straight to disk.
+    """
+
+    def __init__(self, bin_path: str | os.PathLike, dtype: type[np.generic] = np.int32) -> None:
+        self.bin_path = Path(bin_path)
+        self.dtype = np.dtype(dtype)
+        self._file = open(self.bin_path, "wb")
+        self._sizes: list[int] = []
+
+    def add(self, ids: list[int] | np.ndarray) -> None:
+        """Append one sequence of token ids."""
+        arr = np.asarray(ids, dtype=self.dtype)
+        self._file.write(arr.tobytes(order="C"))
+        self._sizes.append(arr.size)
+
+    def merge_file(self, other_prefix: str | os.PathLike) -> None:
+        """Append another dataset of the same dtype (used to join worker chunks in order)."""
+        other = IndexedDataset(other_prefix)
+        if other.dtype != self.dtype:
+            raise ValueError(f"cannot merge {other.dtype} into {self.dtype}")
+        self._sizes.extend(int(s) for s in other.sizes)
+        del other
+        with open(data_paths(other_prefix)[0], "rb") as f:
+            while block := f.read(1 << 24):
+                self._file.write(block)
+
+    def finalize(self, idx_path: str | os.PathLike) -> None:
+        """Close the ``.bin`` and write the index."""
+        self._file.close()
+        write_index(idx_path, self.dtype, np.asarray(self._sizes, dtype=np.int32))
+
+
+def write_index(idx_path: str | os.PathLike, dtype: np.dtype, sizes: np.ndarray) -> None:
+    """Write an ``.idx`` file for sequences of ``sizes`` elements of ``dtype``."""
+    sizes = np.asarray(sizes, dtype=np.int32)
+    pointers = np.zeros(len(sizes), dtype=np.int64)
+    if len(sizes) > 1:
+        np.cumsum(sizes[:-1].astype(np.int64) * np.dtype(dtype).itemsize, out=pointers[1:])
+    with open(idx_path, "wb") as f:
+        f.write(MAGIC)
+        f.write(struct.pack("<Q", VERSION))
+        f.write(struct.pack("<B", dtype_code(dtype)))
+        f.write(struct.pack("<Q", len(sizes)))
+        f.write(sizes.astype("<i4").tobytes(order="C"))
+        f.write(pointers.astype("<i8").tobytes(order="C"))
+
+
+class IndexedDataset:
+    """Read-only view of a binarized dataset; ``ds[i]`` is sequence ``i`` as a numpy array."""
+
+    def __init__(self, prefix: str | os.PathLike) -> None:
+        self.prefix = os.fspath(prefix)
+        bin_path, idx_path = data_paths(prefix)
+        for p in (bin_path, idx_path):
+            if not p.is_file():
+                raise RnnkitError(f"{p}: no such file (binarize the data with `rnnkit preprocess`)")
+        with open(idx_path, "rb") as f:
+            header = f.read(_HEADER)
+        if len(header) < _HEADER or header[: len(MAGIC)] != MAGIC:
+            raise RnnkitError(f"{idx_path}: not a binarized index (bad magic)")
+        (version,) = struct.unpack("<Q", header[9:17])
+        if version != VERSION:
+            raise RnnkitError(f"{idx_path}: unsupported index version {version}")
+        code = header[17]
+        if code not in DTYPE_CODES:
+            raise RnnkitError(f"{idx_path}: unknown dtype code {code}")
+        self.dtype = np.dtype(DTYPE_CODES[code])
+        (n,) = struct.unpack("<Q", header[18:26])
+        expected = _HEADER + n * 12
+        if idx_path.stat().st_size < expected:
+            raise RnnkitError(f"{idx_path}: truncated index ({n} sequences need {expected} bytes)")
+        self._idx = np.memmap(idx_path, mode="r", dtype=np.uint8)
+        self.sizes = np.frombuffer(self._idx, dtype="<i4", count=n, offset=_HEADER)
+        self.pointers = np.frombuffer(self._idx, dtype="<i8", count=n, offset=_HEADER + n * 4)
+        nbytes = bin_path.stat().st_size
+        total = int(self.pointers[-1]) + int(self.sizes[-1]) * self.dtype.itemsize if n else 0
+        if nbytes < total:
+            raise RnnkitError(f"{bin_path}: truncated data ({nbytes} bytes, index needs {total})")
+        # np.memmap cannot map an empty file; an empty dataset has nothing to read anyway.
+        self._bin = (
+            np.memmap(bin_path, mode="r", dtype=self.dtype)
+            if nbytes
+            else np.zeros(0, dtype=self.dtype)
+        )
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sequence {i} out of range for {len(self)} sequences")
+        start = int(self.pointers[i]) // self.dtype.itemsize
+        return self._bin[start : start + int(self.sizes[i])]
+
+    @property
+    def num_tokens(self) -> int:
+        """Total number of elements in all sequences."""
+        return int(self.sizes.sum(dtype=np.int64))
+
+    def stream(self) -> np.ndarray:
+        """Every sequence back to back as one flat (memory-mapped) array, for language models.
+
+        Valid because the writer lays sequences out contiguously in order; for a file whose
+        pointers are not contiguous, sequences are gathered instead.
+        """
+        n = len(self)
+        if n == 0:
+            return self._bin[:0]
+        itemsize = self.dtype.itemsize
+        contiguous = int(self.pointers[0]) == 0 and np.array_equal(
+            self.pointers[1:], np.cumsum(self.sizes[:-1].astype(np.int64) * itemsize)
+        )
+        if contiguous:
+            return self._bin[: self.num_tokens]
+        return np.concatenate([self[i] for i in range(n)])
