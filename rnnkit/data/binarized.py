@@ -16,9 +16,13 @@ the index, and a sequence is a zero-copy view. See docs/binarized-format.md.
 
 from __future__ import annotations
 
+import array
 import os
 import struct
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -64,36 +68,82 @@ def data_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
 class DatasetWriter:
     """Append sequences to ``PREFIX.bin``; :meth:`finalize` writes ``PREFIX.idx``.
 
-    Only the sizes (4 bytes a sequence) are kept in memory; tokens stream straight to disk.
+    Memory stays flat however long the corpus: tokens stream straight to disk, and the sizes
+    (4 bytes a sequence) are buffered up to ``SIZE_BUFFER`` entries, then spilled to an anonymous
+    temporary file that :meth:`finalize` streams into the index.
     """
+
+    SIZE_BUFFER = 1 << 20
 
     def __init__(self, bin_path: str | os.PathLike, dtype: type[np.generic] = np.int32) -> None:
         self.bin_path = Path(bin_path)
         self.dtype = np.dtype(dtype)
         self._file = open(self.bin_path, "wb")
-        self._sizes: list[int] = []
+        self._sizes = array.array("i")
+        self._spill: IO[bytes] | None = None
+        self._count = 0
 
     def add(self, ids: list[int] | np.ndarray) -> None:
         """Append one sequence of token ids."""
         arr = np.asarray(ids, dtype=self.dtype)
         self._file.write(arr.tobytes(order="C"))
-        self._sizes.append(arr.size)
+        self._add_sizes((arr.size,))
+
+    def _add_sizes(self, sizes: Iterable[int]) -> None:
+        n = len(self._sizes)
+        self._sizes.extend(sizes)
+        self._count += len(self._sizes) - n
+        if len(self._sizes) >= self.SIZE_BUFFER:
+            if self._spill is None:
+                self._spill = tempfile.TemporaryFile(dir=self.bin_path.parent)
+            self._spill.write(self._sizes.tobytes())
+            self._sizes = array.array("i")
 
     def merge_file(self, other_prefix: str | os.PathLike) -> None:
         """Append another dataset of the same dtype (used to join worker chunks in order)."""
         other = IndexedDataset(other_prefix)
         if other.dtype != self.dtype:
             raise ValueError(f"cannot merge {other.dtype} into {self.dtype}")
-        self._sizes.extend(int(s) for s in other.sizes)
+        for i in range(0, len(other.sizes), self.SIZE_BUFFER):
+            self._add_sizes(other.sizes[i : i + self.SIZE_BUFFER].astype(np.int32).tolist())
         del other
         with open(data_paths(other_prefix)[0], "rb") as f:
             while block := f.read(1 << 24):
                 self._file.write(block)
 
+    def _size_blocks(self) -> Iterator[np.ndarray]:
+        """Every recorded size, in order, as int32 arrays of at most ``SIZE_BUFFER`` entries."""
+        if self._spill is not None:
+            self._spill.seek(0)
+            while block := self._spill.read(4 * self.SIZE_BUFFER):
+                yield np.frombuffer(block, dtype=np.int32)
+        yield np.frombuffer(self._sizes, dtype=np.int32)
+
     def finalize(self, idx_path: str | os.PathLike) -> None:
-        """Close the ``.bin`` and write the index."""
+        """Close the ``.bin`` and write the index, streaming sizes then pointers."""
         self._file.close()
-        write_index(idx_path, self.dtype, np.asarray(self._sizes, dtype=np.int32))
+        itemsize = self.dtype.itemsize
+        with open(idx_path, "wb") as f:
+            _write_header(f, self.dtype, self._count)
+            for sizes in self._size_blocks():
+                f.write(sizes.astype("<i4").tobytes())
+            offset = 0
+            for sizes in self._size_blocks():
+                if len(sizes) == 0:
+                    continue
+                ends = offset + np.cumsum(sizes.astype(np.int64) * itemsize)
+                f.write(np.concatenate(([offset], ends[:-1])).astype("<i8").tobytes())
+                offset = int(ends[-1])
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+
+def _write_header(f: IO[bytes], dtype: np.dtype, count: int) -> None:
+    f.write(MAGIC)
+    f.write(struct.pack("<Q", VERSION))
+    f.write(struct.pack("<B", dtype_code(dtype)))
+    f.write(struct.pack("<Q", count))
 
 
 def write_index(idx_path: str | os.PathLike, dtype: np.dtype, sizes: np.ndarray) -> None:
@@ -103,10 +153,7 @@ def write_index(idx_path: str | os.PathLike, dtype: np.dtype, sizes: np.ndarray)
     if len(sizes) > 1:
         np.cumsum(sizes[:-1].astype(np.int64) * np.dtype(dtype).itemsize, out=pointers[1:])
     with open(idx_path, "wb") as f:
-        f.write(MAGIC)
-        f.write(struct.pack("<Q", VERSION))
-        f.write(struct.pack("<B", dtype_code(dtype)))
-        f.write(struct.pack("<Q", len(sizes)))
+        _write_header(f, np.dtype(dtype), len(sizes))
         f.write(sizes.astype("<i4").tobytes(order="C"))
         f.write(pointers.astype("<i8").tobytes(order="C"))
 
