@@ -17,14 +17,27 @@ from typing import IO
 from rnnkit.errors import RnnkitError, at
 
 
+def apply_umask(path: str | os.PathLike, mode: int = 0o666) -> None:
+    """Give ``path`` the permissions a plain ``open``/``mkdir`` would (``mode`` minus the umask).
+
+    ``tempfile`` creates files 0600 and folders 0700; renamed into place they would stay private.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_write(
+    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` when the block succeeds."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
+            apply_umask(tmp)
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -89,7 +102,7 @@ def read_lines(
 
 
 def count_lines(path: str | os.PathLike, end: int | None = None) -> int:
-    """Number of lines in ``path`` (up to byte offset ``end``), counting a final unterminated one."""
+    """Lines in ``path`` (up to byte offset ``end``), counting a final unterminated one."""
     n = 0
     last = b"\n"
     with open(path, "rb") as f:
