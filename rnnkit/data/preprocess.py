@@ -1,0 +1,325 @@
+"""``rnnkit preprocess``: raw text → dictionaries and memory-mapped datasets in a data directory.
+
+:func:`preprocess` checks every input first (files, parallel line counts), builds the whole data
+directory in a temporary folder beside ``--destdir`` and renames it into place only at the end,
+so a failure leaves nothing half-written. It trains a SentencePiece model if asked, counts
+tokens of the train split into dictionaries (fairseq ``dict.txt``), binarizes every split in
+line chunks (see :mod:`rnnkit.data.binarize`), and writes ``preprocess.json``: the task, the
+tokenizer, every option, per-split counts and ``<unk>`` rates, and the sha256 of each input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rnnkit.config import opt, to_dict
+from rnnkit.data.binarize import Job, Runner, StreamStats, binarize_chunk, count_chunk, merge_parts
+from rnnkit.data.corpus import Split, Stream, open_split, output_prefix, plan_chunks, split_names
+from rnnkit.data.corpus import task_streams as _task_streams
+from rnnkit.dictionary import Dictionary
+from rnnkit.errors import RnnkitError
+from rnnkit.io import apply_umask, atomic_write
+from rnnkit.reporting import get_reporter
+from rnnkit.tokenizers import TOKENIZER_REGISTRY, SentencePieceTokenizer
+
+MANIFEST = "preprocess.json"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Options of ``rnnkit preprocess`` (the command line spells them ``--kebab-case``)."""
+
+    task: Literal["lm", "translation", "tagging"] = opt("lm", "lm, translation or tagging")
+    trainpref: str | None = opt(None, "train prefix (a folder for tagging)")
+    validpref: tuple[str, ...] = opt((), "valid prefixes, comma-separated: valid, valid1, …")
+    testpref: tuple[str, ...] = opt((), "test prefixes, comma-separated: test, test1, …")
+    source_lang: str | None = opt(None, "source language suffix (translation)")
+    target_lang: str | None = opt(None, "target language suffix (translation)")
+    destdir: str = opt("data-bin", "output folder; refused if it exists unless force")
+    tokenizer: str = opt("space", "registered tokenizer: space, char, sentencepiece, …")
+    spm_vocab_size: int = opt(8000, "sentencepiece vocabulary size")
+    spm_model_type: Literal["unigram", "bpe"] = opt("unigram", "sentencepiece model type")
+    threshold: int = opt(0, "drop words seen fewer times in train (lm; default for src/tgt)")
+    thresholdsrc: int | None = opt(None, "threshold of the source dictionary")
+    thresholdtgt: int | None = opt(None, "threshold of the target dictionary")
+    nwords: int = opt(-1, "keep this many symbols, specials included (-1: all)")
+    nwordssrc: int | None = opt(None, "nwords of the source dictionary")
+    nwordstgt: int | None = opt(None, "nwords of the target dictionary")
+    padding_factor: int = opt(8, "pad dictionary sizes to a multiple of this")
+    joined_dictionary: bool = opt(False, "one dictionary for source and target (translation)")
+    srcdict: str | None = opt(None, "reuse this dict.txt for the source (lm: the text)")
+    tgtdict: str | None = opt(None, "reuse this dict.txt for the target (tags for tagging)")
+    workers: int = opt(1, "processes; the output is byte-identical for any number")
+    force: bool = opt(False, "replace an existing destdir")
+    encoding_errors: Literal["strict", "replace"] = opt(
+        "strict", "on invalid UTF-8: fail or U+FFFD"
+    )
+
+
+def check_config(cfg: PreprocessConfig) -> None:
+    """Reject option combinations that make no sense, before touching any file."""
+    translation = cfg.task == "translation"
+    if translation and not (cfg.source_lang and cfg.target_lang):
+        raise RnnkitError("--task translation needs -s/--source-lang and -t/--target-lang")
+    if translation and cfg.source_lang == cfg.target_lang:
+        raise RnnkitError(f"source and target language are both {cfg.source_lang!r}")
+    if not translation and (cfg.source_lang or cfg.target_lang):
+        raise RnnkitError("-s/--source-lang and -t/--target-lang are for --task translation")
+    if cfg.joined_dictionary and not translation:
+        raise RnnkitError("--joined-dictionary is for --task translation")
+    if cfg.joined_dictionary and cfg.srcdict and cfg.tgtdict:
+        raise RnnkitError("--joined-dictionary takes --srcdict or --tgtdict, not both")
+    if cfg.tgtdict and cfg.task == "lm":
+        raise RnnkitError("--tgtdict is for translation and tagging; lm reuses --srcdict")
+    if not (cfg.trainpref or cfg.validpref or cfg.testpref):
+        raise RnnkitError("nothing to do: give --trainpref, --validpref or --testpref")
+    if cfg.workers < 1 or cfg.padding_factor < 1 or cfg.spm_vocab_size < 1:
+        raise RnnkitError("--workers, --padding-factor and --spm-vocab-size must be at least 1")
+    TOKENIZER_REGISTRY.get(cfg.tokenizer)  # an unknown name lists the valid ones
+    if cfg.tokenizer == "sentencepiece":
+        if cfg.task == "tagging":
+            raise RnnkitError("--task tagging needs one tag per token; sentencepiece splits tokens")
+        if not cfg.trainpref:
+            raise RnnkitError(
+                "--tokenizer sentencepiece trains on the train split: give --trainpref"
+            )
+
+
+def task_streams(cfg: PreprocessConfig) -> tuple[Stream, ...]:
+    """The task's streams; tagging has labels when the first split's folder has a ``label``."""
+    first = cfg.trainpref or (cfg.validpref + cfg.testpref)[0]
+    labels = cfg.task == "tagging" and (Path(first) / "label").is_file()
+    return _task_streams(cfg.task, cfg.source_lang, cfg.target_lang, labels)
+
+
+def open_splits(cfg: PreprocessConfig, streams: tuple[Stream, ...]) -> list[Split]:
+    """Every split with its files checked (exist, readable, equal line counts)."""
+    named = [("train", cfg.trainpref)] if cfg.trainpref else []
+    for kind, prefixes in (("valid", cfg.validpref), ("test", cfg.testpref)):
+        named += zip(split_names(kind, list(prefixes)), prefixes, strict=True)
+    splits = [open_split(cfg.task, name, prefix, streams) for name, prefix in named]
+    for split in splits:
+        if split.is_train and split.nlines == 0:
+            raise RnnkitError(f"{split.paths[0]}: the train file is empty")
+    return splits
+
+
+@contextlib.contextmanager
+def building(destdir: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside ``destdir`` that replaces it if the block succeeds.
+
+    An existing ``destdir`` is refused unless ``force``; on any error the folder is removed.
+    """
+    if destdir.exists() and not force:
+        raise RnnkitError(f"{destdir}: already exists (pass --force to replace it)")
+    if destdir.exists() and not destdir.is_dir():
+        raise RnnkitError(f"{destdir}: exists and is not a folder")
+    destdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.tmp-", dir=destdir.parent))
+    try:
+        apply_umask(tmp, 0o777)
+        yield tmp
+        old = None
+        if destdir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.old-", dir=destdir.parent))
+            destdir.replace(old / destdir.name)
+        tmp.rename(destdir)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def stream_dictionary_options(cfg: PreprocessConfig, streams: tuple[Stream, ...]) -> list[tuple]:
+    """``(reused dict path or None, threshold, nwords)`` for each stream."""
+    if cfg.task == "lm":
+        return [(cfg.srcdict, cfg.threshold, cfg.nwords)]
+    src = (cfg.srcdict, _first(cfg.thresholdsrc, cfg.threshold), _first(cfg.nwordssrc, cfg.nwords))
+    if cfg.task == "translation":
+        tgt = (
+            cfg.tgtdict,
+            _first(cfg.thresholdtgt, cfg.threshold),
+            _first(cfg.nwordstgt, cfg.nwords),
+        )
+        if cfg.joined_dictionary:
+            src = tgt = (cfg.srcdict or cfg.tgtdict, src[1], src[2])
+        return [src, tgt]
+    # Tags and labels keep every symbol, so a tag unseen in train becomes <unk>, never a crash.
+    return [src, (cfg.tgtdict, 0, -1)] + [(None, 0, -1)] * (len(streams) - 2)
+
+
+def _first(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def make_jobs(
+    cfg: PreprocessConfig,
+    split: Split,
+    streams: tuple[Stream, ...],
+    tmp: Path,
+    dictionaries: tuple[Dictionary, ...] | None = None,
+) -> list[Job]:
+    """One job per chunk of ``split`` (``cfg.workers`` chunks)."""
+    return [
+        Job(c, streams, cfg.tokenizer, str(tmp), cfg.encoding_errors, str(tmp), dictionaries)
+        for c in plan_chunks(split, cfg.workers)
+    ]
+
+
+def build_dictionaries(
+    cfg: PreprocessConfig,
+    streams: tuple[Stream, ...],
+    train: Split | None,
+    tmp: Path,
+    runner: Runner,
+) -> tuple[Dictionary, ...]:
+    """Reuse ``--srcdict/--tgtdict`` or count the train split; save each ``dict.*.txt``."""
+    options = stream_dictionary_options(cfg, streams)
+    loaded = {path: Dictionary.load(path) for path, _, _ in options if path}
+    counters = [Counter() for _ in streams]
+    if any(path is None for path, _, _ in options):
+        if train is None:
+            raise RnnkitError(
+                "building a dictionary needs --trainpref (or reuse one with --srcdict)"
+            )
+        kept = 0
+        for result in runner.map(count_chunk, make_jobs(cfg, train, streams, tmp)):
+            kept += result.kept
+            for total, counter in zip(counters, result.counters, strict=True):
+                total.update(counter)
+        check_train_kept(train, kept)
+    if cfg.joined_dictionary:
+        counters = [counters[0] + counters[1]] * 2
+    dictionaries = []
+    for (path, threshold, nwords), counter in zip(options, counters, strict=True):
+        if path:
+            dictionaries.append(loaded[path])
+            continue
+        d = Dictionary()
+        d.update(counter)
+        d.finalize(threshold, nwords, cfg.padding_factor)
+        dictionaries.append(d)
+    for s, d in zip(streams, dictionaries, strict=True):
+        d.save(tmp / s.dictionary)
+    return tuple(dictionaries)
+
+
+def check_train_kept(train: Split, kept: int) -> None:
+    """Refuse a train split whose every line was empty (and so dropped)."""
+    if kept == 0:
+        raise RnnkitError(f"{train.paths[0]}: the train file has only empty lines")
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def binarize_split(
+    cfg: PreprocessConfig,
+    split: Split,
+    streams: tuple[Stream, ...],
+    dictionaries: tuple[Dictionary, ...],
+    tmp: Path,
+    runner: Runner,
+) -> dict[str, Any]:
+    """Binarize every stream of ``split`` into ``tmp``; return its counts for the manifest."""
+    jobs = make_jobs(cfg, split, streams, tmp, dictionaries)
+    kept = dropped = 0
+    stats = [StreamStats() for _ in streams]
+    for result in runner.map(binarize_chunk, jobs):
+        kept += result.kept
+        dropped += result.dropped
+        for total, st in zip(stats, result.stats, strict=True):
+            total.add(st)
+    if split.is_train:
+        check_train_kept(split, kept)
+    outputs = {}
+    for s, d, st in zip(streams, dictionaries, stats, strict=True):
+        merge_parts(jobs, s, d, tmp / output_prefix(split.name, s))
+        rate = st.unk / st.tokens if st.tokens else 0.0
+        outputs[output_prefix(split.name, s)] = {**vars(st), "unk_rate": round(rate, 6)}
+    return {
+        "lines": split.nlines,
+        "sequences": kept,
+        "dropped_empty": dropped,
+        "inputs": {str(p): sha256(p) for p in split.paths},
+        "outputs": outputs,
+    }
+
+
+def tokenizer_info(cfg: PreprocessConfig) -> dict[str, Any]:
+    """The tokenizer as recorded in the manifest."""
+    if cfg.tokenizer != "sentencepiece":
+        return {"name": cfg.tokenizer}
+    return {
+        "name": cfg.tokenizer,
+        "model": SentencePieceTokenizer.MODEL_FILE,
+        "vocab_size": cfg.spm_vocab_size,
+        "model_type": cfg.spm_model_type,
+    }
+
+
+def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
+    """Build ``cfg.destdir``; return the manifest also written to ``preprocess.json``."""
+    check_config(cfg)
+    streams = task_streams(cfg)
+    splits = open_splits(cfg, streams)
+    train = next((s for s in splits if s.is_train), None)
+    reporter = get_reporter()
+    with building(Path(cfg.destdir), cfg.force) as tmp, Runner(cfg.workers) as runner:
+        if cfg.tokenizer == "sentencepiece":
+            assert train is not None
+            reporter.info(f"training sentencepiece ({cfg.spm_model_type}, {cfg.spm_vocab_size})")
+            text = [p for p, s in zip(train.paths, streams, strict=True) if s.kind == "text"]
+            SentencePieceTokenizer.train(text, tmp, cfg.spm_vocab_size, cfg.spm_model_type)
+        dictionaries = build_dictionaries(cfg, streams, train, tmp, runner)
+        manifest: dict[str, Any] = {
+            "task": cfg.task,
+            "tokenizer": tokenizer_info(cfg),
+            "options": to_dict(cfg),
+            "dictionaries": {
+                s.dictionary: len(d) for s, d in zip(streams, dictionaries, strict=True)
+            },
+            "splits": {},
+        }
+        for split in splits:
+            reporter.info(f"binarizing {split.name} ({split.nlines} lines)")
+            stats = binarize_split(cfg, split, streams, dictionaries, tmp, runner)
+            manifest["splits"][split.name] = stats
+        with atomic_write(tmp / MANIFEST) as f:
+            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    report_summary(cfg, manifest)
+    return manifest
+
+
+def report_summary(cfg: PreprocessConfig, manifest: dict[str, Any]) -> None:
+    """A short table of every output file on the reporter (stderr)."""
+    rows = []
+    for name, split in manifest["splits"].items():
+        for prefix, st in split["outputs"].items():
+            dropped = split["dropped_empty"] if name == "train" else "-"
+            rows.append(
+                (prefix, st["sequences"], st["tokens"], dropped, f"{100 * st['unk_rate']:.2f}%")
+            )
+    sizes = ", ".join(f"{k} {v}" for k, v in manifest["dictionaries"].items())
+    get_reporter().table(
+        f"{cfg.destdir} ({cfg.task}, {cfg.tokenizer}; {sizes})",
+        ("output", "sequences", "tokens", "empty dropped", "<unk>"),
+        rows,
+    )
