@@ -14,6 +14,7 @@ UserDirOption = Annotated[
     typer.Option(
         "--user-dir",
         help="Import this folder (a Python package) to register extra models, tasks or tokenizers.",
+        metavar="DIR",
         rich_help_panel="Plugins",
     ),
 ]

@@ -13,7 +13,7 @@ import typer
 
 from rnnkit.errors import RnnkitError
 from rnnkit.reporting import set_reporter
-from rnnkit_cli import models, preprocess
+from rnnkit_cli import models, preprocess, sample, score, train
 from rnnkit_cli.reporting import RichReporter, console
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-for module in (preprocess, models):
+for module in (preprocess, train, sample, score, models):
     app.add_typer(module.app)
 
 

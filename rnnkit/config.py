@@ -150,7 +150,9 @@ def describe(cls: type) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, f in fields_of(cls).items():
         default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        rows.append((f"--{kebab(name)}", type_name(f.type), repr(default), f.metadata.get("help", "")))
+        rows.append(
+            (f"--{kebab(name)}", type_name(f.type), repr(default), f.metadata.get("help", ""))
+        )
     return rows
 
 

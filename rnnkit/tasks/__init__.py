@@ -1,0 +1,53 @@
+"""Task registry and the loaders that find a task from a data directory or a checkpoint.
+
+A task owns what differs between problems (how batches are made from binarized data, the loss,
+inference). ``preprocess.json`` in a data directory names the task that made it; a checkpoint
+names the task that trained it, so every command can refuse data or models of another task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rnnkit.errors import RnnkitError
+from rnnkit.registry import Registry
+
+TASK_REGISTRY: Registry[type] = Registry("task")
+
+
+def read_data_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``preprocess.json`` of a data directory (with a clear error if it is not one)."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise RnnkitError(f"{d}: no such data directory")
+    meta_path = d / "preprocess.json"
+    if not meta_path.is_file():
+        raise RnnkitError(
+            f"{d}: not an rnnkit data directory (no preprocess.json; run `rnnkit preprocess`)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RnnkitError(f"{meta_path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if not isinstance(meta, dict) or "task" not in meta:
+        raise RnnkitError(f"{meta_path}: no 'task' field")
+    return meta
+
+
+def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Any:
+    """The task object for ``data_dir``; with ``expect``, data of another task is an error."""
+    meta = read_data_meta(data_dir)
+    if expect is not None and meta["task"] != expect:
+        raise RnnkitError(f"{data_dir}: data of task {meta['task']!r}, expected {expect!r}")
+    return TASK_REGISTRY.get(meta["task"]).from_data_dir(data_dir, meta)
+
+
+def task_from_checkpoint(state: dict[str, Any]) -> Any:
+    """The task object stored in a checkpoint (dictionaries and tokenizer, no data needed)."""
+    return TASK_REGISTRY.get(state["task"]).from_checkpoint(state)
+
+
+from rnnkit.tasks import lm as _lm  # noqa: E402,F401  (built-in tasks register themselves)

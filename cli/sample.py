@@ -1,0 +1,73 @@
+"""``rnnkit sample``: generate text from a language model, streaming tokens to stdout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnkit.hub import load
+from rnnkit_cli.common import UserDirOption, setup_plugins
+
+app = typer.Typer()
+GEN = "Generation"
+
+
+@app.command("sample")
+def sample(
+    path: Annotated[Path, typer.Option("--path", help="Checkpoint of a language model.")],
+    prime: Annotated[
+        str, typer.Option(help="Text to continue; the state is warmed on it.", rich_help_panel=GEN)
+    ] = "",
+    length: Annotated[
+        int, typer.Option(help="Tokens to generate per sample.", rich_help_panel=GEN)
+    ] = 200,
+    temperature: Annotated[
+        float, typer.Option(help="Softmax temperature (0: greedy).", rich_help_panel=GEN)
+    ] = 1.0,
+    top_k: Annotated[
+        int, typer.Option(help="Sample among the k most likely (0: all).", rich_help_panel=GEN)
+    ] = 0,
+    top_p: Annotated[
+        float, typer.Option(help="Nucleus sampling mass (1: off).", rich_help_panel=GEN)
+    ] = 1.0,
+    num_samples: Annotated[int, typer.Option(help="How many samples.", rich_help_panel=GEN)] = 1,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed (same seed and options → same text).", rich_help_panel=GEN),
+    ] = None,
+    stop: Annotated[
+        str | None, typer.Option(help="Stop a sample once this text appears.", rich_help_panel=GEN)
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    user_dir: UserDirOption = None,
+) -> None:
+    """Sample text from a char- or word-level LM; output streams to stdout as it is produced.
+
+    Example:
+    `rnnkit sample --path runs/shakespeare/checkpoint_best.pt --prime "ROMEO:" --length 300`
+    """
+    setup_plugins(user_dir)
+    model = load(path, device)
+    out = sys.stdout
+    for i in range(num_samples):
+        out.write(prime)
+        ended_with_newline = prime.endswith("\n")
+        sample_seed = None if seed is None else seed + i
+        for piece in model.sample_stream(
+            prime,
+            length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=sample_seed,
+            stop=stop,
+        ):
+            out.write(piece)
+            out.flush()
+            ended_with_newline = piece.endswith("\n")
+        if not ended_with_newline:
+            out.write("\n")
+        out.flush()

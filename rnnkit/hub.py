@@ -1,0 +1,83 @@
+"""The Python API over trained models: ``rnnkit.load(path)``.
+
+:func:`load` reads a checkpoint (safely: ``weights_only``), rebuilds its task and model, and
+returns a :class:`Pretrained` whose methods fit the checkpoint's task. The command line calls the
+same methods, so there is one implementation of sampling and scoring.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks import task_from_checkpoint
+from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.loop import pick_device
+
+
+class Pretrained:
+    """A trained model ready for inference, with its task's dictionaries and tokenizer."""
+
+    def __init__(
+        self, task: Any, model: torch.nn.Module, state: dict[str, Any], device: torch.device
+    ):
+        self.task, self.model, self.device = task, model, device
+        self.arch: str = state["arch"]
+        self.task_name: str = state["task"]
+        self.train_config: dict[str, Any] = state.get("train_config", {})
+        self.model.to(device).eval()
+
+    def require(self, *tasks: str, method: str) -> None:
+        if self.task_name not in tasks:
+            raise RnnkitError(
+                f"{method}() needs a model of task {' or '.join(tasks)}; this checkpoint is "
+                f"task {self.task_name!r}"
+            )
+
+    def sample_stream(
+        self,
+        prime: str = "",
+        length: int = 200,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: str | None = None,
+    ) -> Iterator[str]:
+        """Yield generated text piece by piece (for streaming), continuing ``prime``."""
+        self.require("lm", method="sample")
+        from rnnkit.generation.sampling import sample_text
+
+        return sample_text(
+            self.model,
+            self.task.dictionary,
+            self.task.tokenizer,
+            prime=prime,
+            length=length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+        )
+
+    def sample(self, prime: str = "", length: int = 200, **options: Any) -> str:
+        """Generate ``length`` tokens after ``prime`` and return them as text."""
+        return "".join(self.sample_stream(prime, length, **options))
+
+    def score(self, lines: list[str]) -> list[dict[str, Any]]:
+        """Log-probability (nats), token count and perplexity of each line."""
+        self.require("lm", method="score")
+        return self.task.score_lines(self.model, list(lines), self.device)
+
+
+def load(path: str | os.PathLike, device: str = "auto") -> Pretrained:
+    """Load a checkpoint written by ``rnnkit train`` for inference on ``device``."""
+    state = load_checkpoint(path)
+    task = task_from_checkpoint(state)
+    model = task.model_from_checkpoint(state)
+    return Pretrained(task, model, state, pick_device(device))

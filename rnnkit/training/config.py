@@ -1,0 +1,68 @@
+"""``TrainConfig``: every option of ``rnnkit train`` that is not a model field.
+
+Each field's metadata carries its help text and the ``--help`` panel it is listed under; the
+command line builds its options from these fields, so this dataclass is the single source of
+truth for names, types, defaults and help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+
+def _f(default: Any, help: str, group: str) -> Any:  # noqa: A002
+    return dataclasses.field(default=default, metadata={"help": help, "group": group})
+
+
+DATA, OPTIM, SCHED, CKPT, RUN = "Data", "Optimization", "LR schedule", "Checkpoints", "Run"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options of one training run (model fields live in the architecture's config)."""
+
+    batch_size: int = _f(20, "Sentences per batch; for lm, the number of parallel streams.", DATA)
+    valid_batch_size: int | None = _f(
+        None, "Batch size for validation (default: --batch-size).", DATA
+    )
+    bptt: int = _f(35, "lm: tokens per truncated-BPTT window.", DATA)
+    random_bptt: bool = _f(
+        False, "lm: randomize the window length (AWD-LSTM: N(bptt, 5), bptt/2 w.p. 0.05).", DATA
+    )
+    loss_average: Literal["tokens", "sequences"] = _f(
+        "tokens",
+        "Normalize the loss by target tokens (mean) or by sequences (summed over time: the "
+        "convention of Zaremba et al., whose lr 1 / clip 5 assume it).",
+        DATA,
+    )
+    valid_subset: str = _f(
+        "valid", "Comma-separated splits to validate on (first picks best).", DATA
+    )
+    optimizer: str = _f("sgd", "sgd | adam | adamw | asgd.", OPTIM)
+    lr: float = _f(1.0, "Learning rate.", OPTIM)
+    momentum: float = _f(0.0, "SGD momentum.", OPTIM)
+    weight_decay: float = _f(0.0, "L2 penalty (decoupled for adamw).", OPTIM)
+    adam_betas: tuple[float, ...] = _f((0.9, 0.999), "Adam betas, e.g. 0.9,0.98.", OPTIM)
+    asgd_t0: int = _f(0, "asgd: update at which averaging starts.", OPTIM)
+    clip_norm: float = _f(0.0, "Clip the global gradient norm to this value (0: off).", OPTIM)
+    lr_scheduler: str = _f("fixed", "fixed | zaremba | plateau | cosine | inverse_sqrt.", SCHED)
+    lr_decay: float = _f(0.5, "zaremba/plateau: multiply the lr by this factor.", SCHED)
+    decay_start_epoch: int = _f(4, "zaremba: decay after every epoch past this one.", SCHED)
+    lr_patience: int = _f(0, "plateau: epochs without improvement before decaying.", SCHED)
+    warmup_updates: int = _f(0, "cosine/inverse_sqrt: linear warmup updates.", SCHED)
+    min_lr: float = _f(0.0, "Floor of the learning rate.", SCHED)
+    max_epoch: int = _f(0, "Stop after this many epochs (0: no limit).", RUN)
+    max_update: int = _f(0, "Stop after this many updates (0: no limit).", RUN)
+    patience: int = _f(0, "Stop when validation has not improved for N validations (0: off).", RUN)
+    validate_interval_updates: int = _f(
+        0, "Also validate every N updates (0: per epoch only).", RUN
+    )
+    seed: int = _f(1, "Random seed (model init, dropout, data order).", RUN)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N.", RUN)
+    threads: int = _f(0, "CPU threads for torch (0: torch's default).", RUN)
+    log_interval: float = _f(10.0, "Seconds between plain-text progress lines.", RUN)
+    keep_last_epochs: int = _f(-1, "Keep only the last N checkpoint{epoch}.pt (-1: all).", CKPT)
+    no_epoch_checkpoints: bool = _f(False, "Only write checkpoint_last.pt and _best.pt.", CKPT)
+    restore_file: str = _f("checkpoint_last.pt", "Resume from this file in --save-dir.", CKPT)
+    reset: bool = _f(False, "Ignore an existing checkpoint in --save-dir and start over.", CKPT)

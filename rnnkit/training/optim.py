@@ -1,0 +1,151 @@
+"""Optimizers and learning-rate schedules, registered by name.
+
+Optimizers are torch's own (``sgd``, ``adam``, ``adamw``, ``asgd``). Schedules are small classes
+with plain-data ``state_dict`` so a resumed run continues its learning rate exactly:
+``fixed``, ``zaremba`` (constant, then multiplied by ``lr_decay`` every epoch after
+``decay_start_epoch``), ``plateau`` (multiply by ``lr_decay`` when validation stops improving),
+``cosine`` and ``inverse_sqrt`` (both after linear warmup).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from rnnkit.registry import Registry
+
+OPTIMIZER_REGISTRY: Registry = Registry("optimizer")
+LR_SCHEDULER_REGISTRY: Registry = Registry("lr scheduler")
+
+
+@OPTIMIZER_REGISTRY.register("sgd")
+def _sgd(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
+    """Stochastic gradient descent (optionally with momentum)."""
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZER_REGISTRY.register("adam")
+def _adam(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
+    """Adam (Kingma & Ba 2015)."""
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZER_REGISTRY.register("adamw")
+def _adamw(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZER_REGISTRY.register("asgd")
+def _asgd(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
+    """Averaged SGD (Polyak averaging from update ``asgd_t0``; evaluation uses the average)."""
+    return torch.optim.ASGD(
+        params, lr=cfg.lr, t0=cfg.asgd_t0, lambd=0.0, weight_decay=cfg.weight_decay
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class Schedule:
+    """Base schedule: the learning rate is ``base_lr`` unless a subclass says otherwise."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.base_lr = cfg.lr
+        self.lr = cfg.lr
+
+    def step_update(self, num_updates: int) -> float:
+        """Called after every update; returns the learning rate for the next one."""
+        return self.lr
+
+    def step_epoch(self, epoch: int, valid_loss: float | None) -> float:
+        """Called when epoch ``epoch`` (1-based) ends; returns the rate for the next epoch."""
+        return self.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, int | float | type(None))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
+
+@LR_SCHEDULER_REGISTRY.register("fixed")
+class FixedSchedule(Schedule):
+    """Constant learning rate."""
+
+
+@LR_SCHEDULER_REGISTRY.register("zaremba")
+class EpochDecaySchedule(Schedule):
+    """Constant for ``decay_start_epoch`` epochs, then ×``lr_decay`` after every epoch."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.decay, self.start = cfg.lr_decay, cfg.decay_start_epoch
+
+    def step_epoch(self, epoch: int, valid_loss: float | None) -> float:
+        self.lr = self.base_lr * self.decay ** max(0, epoch + 1 - self.start)
+        return self.lr
+
+
+@LR_SCHEDULER_REGISTRY.register("plateau")
+class PlateauSchedule(Schedule):
+    """×``lr_decay`` whenever the validation loss fails to improve for ``lr_patience`` epochs."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.decay, self.patience, self.min_lr = cfg.lr_decay, cfg.lr_patience, cfg.min_lr
+        self.best: float | None = None
+        self.bad_epochs = 0
+
+    def step_epoch(self, epoch: int, valid_loss: float | None) -> float:
+        if valid_loss is None:
+            return self.lr
+        if self.best is None or valid_loss < self.best:
+            self.best, self.bad_epochs = valid_loss, 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs > self.patience:
+                self.lr, self.bad_epochs = max(self.lr * self.decay, self.min_lr), 0
+        return self.lr
+
+
+class _WarmupSchedule(Schedule):
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.warmup = cfg.warmup_updates
+        self.min_lr = cfg.min_lr
+        self.max_update = cfg.max_update
+        self.lr = self.base_lr / max(1, self.warmup) if self.warmup else self.base_lr
+
+    def step_update(self, num_updates: int) -> float:
+        if num_updates < self.warmup:
+            self.lr = self.base_lr * (num_updates + 1) / self.warmup
+        else:
+            self.lr = self.after_warmup(num_updates)
+        return self.lr
+
+    def after_warmup(self, num_updates: int) -> float:
+        raise NotImplementedError
+
+
+@LR_SCHEDULER_REGISTRY.register("cosine")
+class CosineSchedule(_WarmupSchedule):
+    """Linear warmup, then cosine decay to ``min_lr`` at ``max_update``."""
+
+    def after_warmup(self, num_updates: int) -> float:
+        total = max(1, (self.max_update or num_updates + 1) - self.warmup)
+        progress = min(1.0, (num_updates - self.warmup) / total)
+        return self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+@LR_SCHEDULER_REGISTRY.register("inverse_sqrt")
+class InverseSqrtSchedule(_WarmupSchedule):
+    """Linear warmup, then lr·sqrt(warmup / update)."""
+
+    def after_warmup(self, num_updates: int) -> float:
+        return self.base_lr * math.sqrt(max(1, self.warmup) / max(1, num_updates))
