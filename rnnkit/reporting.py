@@ -57,7 +57,8 @@ class Reporter:
             return
         cells = [list(map(str, columns))] + [[_fmt(c) for c in r] for r in rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-        lines = [title] + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+        rendered = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+        lines = [title, *rendered]
         print("\n".join(lines), file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
