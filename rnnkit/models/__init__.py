@@ -9,7 +9,6 @@ overrides. :func:`resolve_arch` merges defaults < preset < config file < command
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,9 +64,4 @@ def resolve_arch(arch: str, *layers: Mapping[str, Any] | None) -> tuple[type, An
 
 
 # Built-in models register themselves on import.
-for _m in ("rnnkit.models.rnn_lm",):
-    try:
-        importlib.import_module(_m)
-    except ModuleNotFoundError as e:  # pragma: no cover - only while a model is being written
-        if e.name != _m:
-            raise
+import rnnkit.models.rnn_lm  # noqa: F401,E402
