@@ -291,7 +291,7 @@ def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
         manifest: dict[str, Any] = {
             "task": cfg.task,
             "tokenizer": tokenizer_info(cfg),
-            "options": to_dict(cfg),
+            "options": json.loads(json.dumps(to_dict(cfg))),  # tuples as JSON lists
             "dictionaries": {
                 s.dictionary: len(d) for s, d in zip(streams, dictionaries, strict=True)
             },

@@ -1,0 +1,50 @@
+"""Shared fixtures and the test tiers.
+
+Tiers (folders mirror the package; markers are declared in pyproject.toml):
+
+- ``tests/unit``: the library called directly, tiny inputs, no subprocesses; each well under a
+  second.
+- ``tests/cli``: the command line in-process through ``typer.testing.CliRunner`` (or
+  ``rnnkit_cli.main.main`` where the exit code and the one-line error matter).
+- ``tests/e2e`` (marker ``e2e``): the installed ``rnnkit`` command in a subprocess, as a user
+  runs it, including third-party plugins found through entry points and ``--user-dir``.
+- marker ``shared_data``: reads ``../shared/data`` beside the repository (PTB, Multi30k, ATIS,
+  Tiny Shakespeare). Such tests skip with a reason where that folder is absent, so the suite
+  passes on a bare checkout: ``pytest -m "not shared_data"`` runs only self-contained tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO / ".." / "shared" / "data"
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ``../shared/data``; skips the calling test with a reason if it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path.resolve()} (clone shared/ beside the repo)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The ``../shared/data`` folder (tests using it should carry ``@pytest.mark.shared_data``)."""
+    return shared_path()
+
+
+@pytest.fixture(scope="session")
+def rnnkit_bin() -> str:
+    """The installed ``rnnkit`` command of the running environment."""
+    beside = Path(sys.executable).parent / "rnnkit"
+    found = str(beside) if beside.exists() else shutil.which("rnnkit")
+    if found is None:
+        pytest.skip("the rnnkit command is not installed (pip install -e .)")
+    return found
