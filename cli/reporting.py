@@ -18,7 +18,7 @@ from rich.table import Table
 
 from rnnkit.reporting import Progress, Reporter, _fmt
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # log lines must not be wrapped mid-path
 
 
 class _RichProgress(Progress):

@@ -42,7 +42,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise RnnkitError(f"{p}: no such checkpoint")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as e:
+    except (
+        RuntimeError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        ValueError,
+    ) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RnnkitError(f"{p}: not a readable rnnkit checkpoint ({first[:160]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

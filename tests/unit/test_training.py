@@ -1,0 +1,177 @@
+"""The lm training loop: clipping, stateful BPTT, overfitting, resume, NaN stop, schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.config import resolve
+from rnnkit.data.binarized import DatasetWriter
+from rnnkit.dictionary import Dictionary
+from rnnkit.errors import RnnkitError
+from rnnkit.tasks import load_task
+from rnnkit.tasks.lm import StreamIterator, Window, batchify
+from rnnkit.tokenizers import CharTokenizer
+from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.loop import build_run, fit, train_step
+from rnnkit.training.optim import LR_SCHEDULER_REGISTRY
+
+TINY = {"embed-dim": 8, "hidden-size": 8, "num-layers": 1}
+TEXT = "abcabcabd\nbcabca\n" * 20
+
+
+def make_char_data(root: Path, text: str = TEXT) -> Path:
+    """A char-level lm data dir built with the library (no subprocess)."""
+    tok, d = CharTokenizer(), Dictionary()
+    lines = text.rstrip("\n").split("\n")
+    for line in lines:
+        for ch in line:
+            d.add_symbol(ch)
+    d.finalize()
+    root.mkdir(parents=True, exist_ok=True)
+    d.save(root / "dict.txt")
+    for split in ("train", "valid"):
+        w = DatasetWriter(root / f"{split}.bin", np.uint16)
+        for line in lines:
+            w.add(d.encode(tok.encode(line)))
+        w.finalize(root / f"{split}.idx")
+    (root / "preprocess.json").write_text(json.dumps({"task": "lm", "tokenizer": {"name": "char"}}))
+    return root
+
+
+def make_run(tmp_path: Path, save: str = "run", model: dict | None = None, **train):
+    data = tmp_path / "data"
+    if not data.exists():
+        make_char_data(data)
+    defaults = dict(batch_size=4, bptt=6, optimizer="adam", lr=0.01, seed=3, log_interval=1e9)
+    cfg = resolve(TrainConfig, {**defaults, **train})
+    return build_run(cfg, load_task(data), "rnn_lm", [{**TINY, **(model or {})}], tmp_path / save)
+
+
+def params(run) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+
+
+def test_clipping_scales_the_global_norm(tmp_path):
+    run = make_run(tmp_path, clip_norm=1e-3, optimizer="sgd", lr=1.0)
+    itr = run.task.iterator("train", 4, 6)
+    window = next(iter(itr))
+    before = params(run)
+    # Reference: the raw gradient, scaled by theta / ||g|| (it is far above theta here).
+    run.model.zero_grad()
+    logits, _ = run.model(window.inputs, None)
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), window.targets.reshape(-1)
+    )
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in run.model.named_parameters()}
+    norm = torch.sqrt(sum((g**2).sum() for g in grads.values()))
+    assert norm > 1e-3
+    itr.carry = None
+    train_step(run, window, itr)
+    for n, p in run.model.named_parameters():
+        expected = before[n] - grads[n] * (1e-3 / norm)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_stateful_windows_equal_one_untruncated_pass(tmp_path):
+    run = make_run(tmp_path)
+    run.model.eval()
+    stream = run.task.load_stream("train")
+    rows = batchify(stream, 3)
+    itr = StreamIterator(rows, bptt=5)
+    total = 0.0
+    with torch.no_grad():
+        for w in itr:
+            loss, _ = run.task.loss(run.model, w, itr)
+            total += loss.item()
+        full, _ = run.task.loss(
+            run.model, Window(rows[:, :-1], rows[:, 1:]), StreamIterator(rows, 5)
+        )
+    assert total == pytest.approx(full.item(), rel=1e-5)
+
+
+def test_tiny_model_overfits_tiny_corpus(tmp_path):
+    run = make_run(
+        tmp_path,
+        model={"hidden-size": 32, "embed-dim": 16},
+        lr=0.05,
+        max_epoch=12,
+        batch_size=2,
+        bptt=20,
+        no_epoch_checkpoints=True,
+    )
+    fit(run)
+    result = run.task.evaluate(run.model, "valid", 4, 6, run.device)
+    assert result["loss"] < 0.45  # the corpus is almost deterministic; start is ln(8) ≈ 2.1
+
+
+def _train(tmp_path: Path, save: str, **kw) -> dict[str, torch.Tensor]:
+    run = make_run(tmp_path, save=save, model={"dropout": 0.3}, random_bptt=True, **kw)
+    fit(run)
+    return params(run)
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    straight = _train(tmp_path, "a", max_epoch=2)
+    _train(tmp_path, "b", max_epoch=1)  # stops at an epoch boundary
+    resumed = _train(tmp_path, "b", max_epoch=2)
+    _train(tmp_path, "c", max_epoch=2, max_update=7)  # stops mid-epoch 1
+    resumed_mid = _train(tmp_path, "c", max_epoch=2)
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+        assert torch.equal(straight[k], resumed_mid[k]), k
+    state = load_checkpoint(tmp_path / "c" / "checkpoint_last.pt")
+    assert state["progress"]["epoch"] == 3 and state["progress"]["updates"] > 7
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    run = make_run(tmp_path, max_epoch=1)
+    fit(run)
+    last = tmp_path / "run" / "checkpoint_last.pt"
+    good = last.read_bytes()
+    run = make_run(tmp_path, max_epoch=2)
+    with torch.no_grad():
+        run.model.decoder.bias.fill_(float("nan"))
+    with pytest.raises(RnnkitError, match=r"loss is nan at update \d+"):
+        fit(run)
+    assert last.read_bytes() == good
+
+
+def test_resume_refuses_other_model_options(tmp_path):
+    fit(make_run(tmp_path, max_epoch=1))
+    with pytest.raises(RnnkitError, match="another architecture"):
+        make_run(tmp_path, model={"hidden-size": 16})
+
+
+def test_zaremba_schedule_halves_after_epoch_k():
+    cfg = resolve(TrainConfig, {"lr": 1.0, "lr_decay": 0.5, "decay_start_epoch": 4})
+    s = LR_SCHEDULER_REGISTRY.get("zaremba")(cfg)
+    lrs = [s.step_epoch(e, None) for e in range(1, 8)]  # rate for epochs 2..8
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.25, 0.125, 0.0625]
+
+
+def test_plateau_and_warmup_schedules():
+    cfg = resolve(TrainConfig, {"lr": 1.0, "lr_decay": 0.1, "lr_patience": 0})
+    s = LR_SCHEDULER_REGISTRY.get("plateau")(cfg)
+    assert [s.step_epoch(e, v) for e, v in enumerate([3.0, 2.0, 2.5, 1.0], 1)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1]
+    )
+    cfg = resolve(TrainConfig, {"lr": 1.0, "warmup_updates": 4, "max_update": 14, "min_lr": 0.0})
+    cos = LR_SCHEDULER_REGISTRY.get("cosine")(cfg)
+    assert cos.step_update(1) == pytest.approx(0.5)
+    assert cos.step_update(9) == pytest.approx(0.5)  # half way through the cosine
+    assert cos.step_update(14) == pytest.approx(0.0)
+    inv = LR_SCHEDULER_REGISTRY.get("inverse_sqrt")(cfg)
+    assert inv.step_update(16) == pytest.approx(math.sqrt(4 / 16))
+
+
+def test_unknown_optimizer_lists_valid_names(tmp_path):
+    with pytest.raises(RnnkitError, match="did you mean 'adam'.*valid: adam, adamw, asgd, sgd"):
+        make_run(tmp_path, optimizer="adma")
