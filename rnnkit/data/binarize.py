@@ -40,11 +40,13 @@ class Job:
     errors: str
     workdir: str
     dictionaries: tuple[Dictionary, ...] | None = None
+    keep_empty: bool = False
 
     @property
     def drop_empty(self) -> bool:
-        # Empty lines are sentences in valid/test (line alignment matters) but noise in train.
-        return self.chunk.split.is_train
+        # Empty lines are sentences in valid/test (line alignment matters) but noise in train,
+        # unless the user keeps them (a char LM's blank lines are part of the text).
+        return self.chunk.split.is_train and not self.keep_empty
 
 
 @dataclass

@@ -60,6 +60,9 @@ class PreprocessConfig:
     tgtdict: str | None = opt(None, "reuse this dict.txt for the target (tags for tagging)")
     workers: int = opt(1, "processes; the output is byte-identical for any number")
     force: bool = opt(False, "replace an existing destdir")
+    keep_empty: bool = opt(
+        False, "keep empty train lines too (char LMs: a blank line is text, as in char-rnn)"
+    )
     encoding_errors: Literal["strict", "replace"] = opt(
         "strict", "on invalid UTF-8: fail or U+FFFD"
     )
@@ -171,7 +174,16 @@ def make_jobs(
 ) -> list[Job]:
     """One job per chunk of ``split`` (``cfg.workers`` chunks)."""
     return [
-        Job(c, streams, cfg.tokenizer, str(tmp), cfg.encoding_errors, str(tmp), dictionaries)
+        Job(
+            c,
+            streams,
+            cfg.tokenizer,
+            str(tmp),
+            cfg.encoding_errors,
+            str(tmp),
+            dictionaries,
+            cfg.keep_empty,
+        )
         for c in plan_chunks(split, cfg.workers)
     ]
 

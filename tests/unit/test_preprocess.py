@@ -58,6 +58,13 @@ def test_lm_keeps_empty_valid_lines_and_drops_empty_train_lines(tmp_path):
     ]
 
 
+def test_keep_empty_keeps_blank_train_lines_for_char_lms(tmp_path):
+    train = write(tmp_path / "train.txt", "ab\n\nb\n")
+    dest, manifest = run(tmp_path, trainpref=str(train), tokenizer="char", keep_empty=True)
+    assert decoded(dest, "train", "dict.txt") == [["a", "b", "</s>"], ["</s>"], ["b", "</s>"]]
+    assert manifest["splits"]["train"]["dropped_empty"] == 0
+
+
 def test_char_lm_round_trips_text_exactly(tmp_path):
     text = "First Citizen:\nBefore we proceed, héllo\t wörld!\n"
     dest, _ = run(tmp_path, trainpref=str(write(tmp_path / "t.txt", text)), tokenizer="char")
