@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnkit.config import resolve
 from rnnkit.data.binarized import DatasetWriter
 from rnnkit.dictionary import Dictionary
 from rnnkit.tasks import load_task
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import build_run, fit
-from rnnkit.config import resolve
 
 SHAPES = {
     "small": dict(arch="lstm_lm_zaremba_small", hidden=200, layers=2, dropout=0.0),
@@ -63,7 +63,9 @@ def make_data(root: Path, vocab: int, ntokens: int) -> Path:
         w = DatasetWriter(data / f"{split}.bin", np.uint16)
         w.add(ids)
         w.finalize(data / f"{split}.idx")
-    (data / "preprocess.json").write_text(json.dumps({"task": "lm", "tokenizer": {"name": "space"}}))
+    (data / "preprocess.json").write_text(
+        json.dumps({"task": "lm", "tokenizer": {"name": "space"}})
+    )
     print(f"data: {len(ids):,} tokens of {source}, vocab {len(d)}", file=sys.stderr)
     return data
 
@@ -100,9 +102,19 @@ def raw_loop(data: Path, shape: dict, args: argparse.Namespace) -> float:
 
 def rnnkit_loop(data: Path, shape: dict, args: argparse.Namespace, save_dir: Path) -> float:
     """The real rnnkit training loop for ``--updates`` updates. Returns tokens/s."""
-    cfg = resolve(TrainConfig, dict(batch_size=args.batch_size, bptt=args.bptt, lr=1.0,
-                                    clip_norm=5.0, max_update=args.updates, log_interval=1e9,
-                                    reset=True, seed=1))
+    cfg = resolve(
+        TrainConfig,
+        dict(
+            batch_size=args.batch_size,
+            bptt=args.bptt,
+            lr=1.0,
+            clip_norm=5.0,
+            max_update=args.updates,
+            log_interval=1e9,
+            reset=True,
+            seed=1,
+        ),
+    )
     run = build_run(cfg, load_task(data), shape["arch"], [], save_dir)
     t0 = time.perf_counter()
     fit(run)
@@ -128,14 +140,18 @@ def main() -> None:
         for r in range(args.repeats):
             raw.append(raw_loop(data, shape, args))
             kit.append(rnnkit_loop(data, shape, args, Path(tmp) / f"run{r}"))
-            print(f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s",
-                  file=sys.stderr)
+            print(
+                f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s",
+                file=sys.stderr,
+            )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     r_med, k_med = statistics.median(raw), statistics.median(kit)
-    print(f"shape {args.shape} ({shape['arch']}), batch {args.batch_size}, bptt {args.bptt}, "
-          f"{args.updates} updates x {args.repeats}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus")
+    print(
+        f"shape {args.shape} ({shape['arch']}), batch {args.batch_size}, bptt {args.bptt}, "
+        f"{args.updates} updates x {args.repeats}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus"
+    )
     print(f"raw PyTorch loop: {r_med:,.0f} tokens/s (median)")
     print(f"rnnkit train:     {k_med:,.0f} tokens/s (median)")
     print(f"ratio rnnkit/raw: {k_med / r_med:.3f}")

@@ -76,7 +76,7 @@ class Dictionary:
         specials = self.symbols[: self.nspecial]
         special_counts = self.count[: self.nspecial]
         words = sorted(
-            zip(self.symbols[self.nspecial :], self.count[self.nspecial :]),
+            zip(self.symbols[self.nspecial :], self.count[self.nspecial :], strict=True),
             key=lambda sc: (-sc[1], sc[0]),
         )
         limit = len(words) if nwords < 0 else max(nwords - self.nspecial, 0)
@@ -110,12 +110,17 @@ class Dictionary:
     def save(self, path: str | os.PathLike) -> None:
         """Write ``dict.txt`` (``token count`` per line, specials omitted) atomically."""
         with atomic_write(path) as f:
-            for sym, n in zip(self.symbols[self.nspecial :], self.count[self.nspecial :]):
+            for sym, n in zip(
+                self.symbols[self.nspecial :], self.count[self.nspecial :], strict=True
+            ):
                 f.write(f"{sym} {n}\n")
 
     def to_lines(self) -> list[str]:
         """The dictionary as ``dict.txt`` lines (for storing inside checkpoints as plain data)."""
-        return [f"{s} {n}" for s, n in zip(self.symbols[self.nspecial :], self.count[self.nspecial :])]
+        return [
+            f"{s} {n}"
+            for s, n in zip(self.symbols[self.nspecial :], self.count[self.nspecial :], strict=True)
+        ]
 
     @classmethod
     def from_lines(cls, lines: Iterable[str], source: str = "<dictionary>") -> Dictionary:
@@ -130,7 +135,9 @@ class Dictionary:
             if not sep or not n.lstrip("-").isdigit():
                 raise RnnkitError(f"{at(source, lineno)}: expected '<token> <count>', got {line!r}")
             if sym.startswith("#fairseq:overwrite"):
-                raise RnnkitError(f"{at(source, lineno)}: fairseq overwrite flags are not supported")
+                raise RnnkitError(
+                    f"{at(source, lineno)}: fairseq overwrite flags are not supported"
+                )
             if sym in d.indices and d.indices[sym] >= d.nspecial:
                 raise RnnkitError(f"{at(source, lineno)}: duplicate token {sym!r}")
             idx = d.add_symbol(sym, 0)

@@ -1,6 +1,6 @@
-"""Split Tiny Shakespeare into train (first 90% of characters) and valid (last 10%), on a line break.
+"""Split Tiny Shakespeare: train = first 90% of characters, valid = the rest (cut at a newline).
 
-    python examples/shakespeare/split.py ../shared/data/tinyshakespeare/input.txt OUTDIR
+python examples/shakespeare/split.py ../shared/data/tinyshakespeare/input.txt OUTDIR
 """
 
 import sys

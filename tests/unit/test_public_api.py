@@ -15,9 +15,8 @@ def test_all_is_pinned():
 
 
 def test_load_samples_and_scores_an_lm(tmp_path):
-    from tests.unit.test_training import make_run
-
     from rnnkit.training.loop import fit
+    from tests.unit.test_training import make_run
 
     fit(make_run(tmp_path, max_epoch=1))
     model = rnnkit.load(tmp_path / "run" / "checkpoint_best.pt", device="cpu")
