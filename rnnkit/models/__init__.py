@@ -30,13 +30,15 @@ class Architecture:
 ARCH_REGISTRY: Registry[Architecture] = Registry("architecture")
 
 
-def register_model(name: str) -> Callable[[type], type]:
-    """Class decorator: register a model (with ``config_class``) and an architecture of its name."""
+def register_model(name: str, task: str = "lm") -> Callable[[type], type]:
+    """Class decorator: register a model (with ``config_class``) for ``task``, and an
+    architecture of its name."""
 
     def wrap(cls: type) -> type:
         if not hasattr(cls, "config_class"):
             raise TypeError(f"model {name!r} needs a config_class dataclass")
         cls.model_name = name
+        cls.task_name = task
         MODEL_REGISTRY.add(name, cls)
         ARCH_REGISTRY.add(name, Architecture(name, {}), f"{first_line(cls.__doc__)} (defaults)")
         return cls

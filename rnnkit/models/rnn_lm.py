@@ -69,7 +69,7 @@ def _site_dropout(zaremba: float, locked: float) -> nn.Module:
     return make_dropout(locked, locked=True) if locked > 0 else make_dropout(zaremba, locked=False)
 
 
-@register_model("rnn_lm")
+@register_model("rnn_lm", task="lm")
 class RNNLanguageModel(nn.Module):
     """Recurrent language model (Elman/Jordan/LSTM/GRU) with the RNN-LM dropouts and tying."""
 

@@ -42,6 +42,11 @@ def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Any:
     meta = read_data_meta(data_dir)
     if expect is not None and meta["task"] != expect:
         raise RnnkitError(f"{data_dir}: data of task {meta['task']!r}, expected {expect!r}")
+    if meta["task"] not in TASK_REGISTRY:
+        raise RnnkitError(
+            f"{data_dir}: holds {meta['task']!r} data, and no installed task handles it "
+            f"(tasks: {', '.join(TASK_REGISTRY.names())})"
+        )
     return TASK_REGISTRY.get(meta["task"]).from_data_dir(data_dir, meta)
 
 

@@ -27,6 +27,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
+from rnnkit.training.criteria import Criterion
 
 
 def batchify(stream: torch.Tensor, rows: int) -> torch.Tensor:
@@ -134,6 +135,10 @@ class LanguageModelingTask:
         self, arch: str, *layers: Mapping[str, Any] | None
     ) -> tuple[torch.nn.Module, Any]:
         cls, cfg = resolve_arch(arch, *layers)
+        if cls.task_name != self.name:
+            raise RnnkitError(
+                f"--arch {arch} is a {cls.task_name!r} model; this data is for task {self.name!r}"
+            )
         return cls.build(cfg, self.dictionary), cfg
 
     def model_from_checkpoint(self, state: Mapping[str, Any]) -> torch.nn.Module:
@@ -155,18 +160,24 @@ class LanguageModelingTask:
 
     # --- loss ------------------------------------------------------------------------------
     def loss(
-        self, model: torch.nn.Module, window: Window, itr: StreamIterator
+        self,
+        model: torch.nn.Module,
+        window: Window,
+        itr: StreamIterator,
+        criterion: Criterion | None = None,
     ) -> tuple[torch.Tensor, int]:
-        """Summed cross-entropy of one window and its number of target tokens.
+        """Summed loss of one window (``criterion``, default plain NLL) and its target count.
 
         Runs the model from the iterator's carried state and stores the new state, detached, so
         the next window continues the stream without backpropagating into this one.
         """
         logits, state = model(window.inputs, itr.carry)  # (B, L, V)
         itr.carry = state.detach()
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), window.targets.reshape(-1), reduction="sum"
-        )
+        flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)), window.targets.reshape(-1)
+        if criterion is None:
+            loss = F.cross_entropy(flat_logits, flat_targets, reduction="sum")
+        else:
+            loss = criterion(flat_logits, flat_targets)
         return loss, window.targets.numel()
 
     @torch.inference_mode()

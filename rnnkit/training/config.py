@@ -39,6 +39,8 @@ class TrainConfig:
     valid_subset: str = _f(
         "valid", "Comma-separated splits to validate on (first picks best).", DATA
     )
+    criterion: str = _f("cross_entropy", "cross_entropy | label_smoothed_cross_entropy.", OPTIM)
+    label_smoothing: float = _f(0.1, "label_smoothed_cross_entropy: mass spread uniformly.", OPTIM)
     optimizer: str = _f("sgd", "sgd | adam | adamw | asgd.", OPTIM)
     lr: float = _f(1.0, "Learning rate.", OPTIM)
     momentum: float = _f(0.0, "SGD momentum.", OPTIM)

@@ -28,6 +28,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.reporting import get_reporter
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.criteria import CRITERION_REGISTRY, Criterion
 from rnnkit.training.optim import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, set_lr
 
 
@@ -63,6 +64,7 @@ class Run:
     model_cfg: Any
     optimizer: torch.optim.Optimizer
     schedule: Any
+    criterion: Criterion
     device: torch.device
     save_dir: Path
     progress: Progress = field(default_factory=Progress)
@@ -89,7 +91,10 @@ def build_run(cfg: TrainConfig, task: Any, arch: str, model_layers: list, save_d
     model.to(device)
     optimizer = OPTIMIZER_REGISTRY.get(cfg.optimizer)(model.parameters(), cfg)
     schedule = LR_SCHEDULER_REGISTRY.get(cfg.lr_scheduler)(cfg)
-    run = Run(cfg, task, arch, model, model_cfg, optimizer, schedule, device, save_dir)
+    criterion = CRITERION_REGISTRY.get(cfg.criterion)(
+        ignore_index=task.dictionary.pad_index, label_smoothing=cfg.label_smoothing
+    )
+    run = Run(cfg, task, arch, model, model_cfg, optimizer, schedule, criterion, device, save_dir)
     run.data_rng.manual_seed(cfg.seed)
     restore = save_dir / cfg.restore_file
     if restore.is_file() and not cfg.reset:
@@ -183,7 +188,7 @@ def train_step(run: Run, batch: Any, itr: Any) -> tuple[float, int]:
     before the step, so the last checkpoint stays the last good one.
     """
     run.model.train()
-    loss_sum, ntokens = run.task.loss(run.model, batch, itr)
+    loss_sum, ntokens = run.task.loss(run.model, batch, itr, run.criterion)
     if not math.isfinite(loss_sum.item()):
         raise RnnkitError(
             f"loss is {loss_sum.item()} at update {run.progress.updates + 1} (epoch "

@@ -154,18 +154,27 @@ def test_bad_checkpoints_fail_with_one_line(trained, rnnkit_bin, tmp_path):
 
 
 def test_data_dir_of_another_task_is_refused(trained, rnnkit_bin, tmp_path):
+    src = tmp_path / "atis"
+    src.mkdir()
+    (src / "seq.in").write_text("i want to fly\nto boston\n")
+    (src / "seq.out").write_text("O O O O\nO B-city\n")
     data = tmp_path / "tagdata"
-    data.mkdir()
-    (data / "preprocess.json").write_text(json.dumps({"task": "nosuchtask"}))
-    p = run(
+    run(
         rnnkit_bin,
-        "score",
+        "preprocess",
+        "--task",
+        "tagging",
+        "--trainpref",
+        str(src),
+        "--destdir",
         str(data),
-        "--path",
-        str(trained / "ckpt" / "checkpoint_best.pt"),
-        check=False,
     )
-    assert p.returncode == 2 and "task" in p.stderr
+    ckpt = str(trained / "ckpt" / "checkpoint_best.pt")
+    p = run(rnnkit_bin, "score", str(data), "--path", ckpt, check=False)
+    assert p.returncode == 2 and "data of task 'tagging', expected 'lm'" in p.stderr
+    p = run(rnnkit_bin, "train", str(data), "--arch", "char_rnn", "--save-dir", str(tmp_path / "x"),
+            check=False)  # fmt: skip
+    assert p.returncode == 2 and "'tagging' data" in p.stderr, p.stderr
 
 
 def test_sigterm_saves_and_the_next_run_resumes(trained, rnnkit_bin, tmp_path):
