@@ -1,4 +1,9 @@
-"""``rnnkit score``: perplexity of a language model on binarized data or on raw lines."""
+"""``rnnkit score``: perplexity of a language model, or BLEU/chrF/TER of text against references.
+
+With ``--path`` it scores a model on binarized data or raw lines; with ``--sys`` it scores a
+system output against ``--ref`` files through :mod:`rnnkit.scoring`, printing exactly what the
+``sacrebleu`` command line prints.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from rnnkit import scoring
 from rnnkit.errors import RnnkitError
 from rnnkit.hub import load
 from rnnkit.io import read_lines
@@ -16,6 +22,7 @@ from rnnkit.tasks import load_task
 from rnnkit_cli.common import UserDirOption, setup_plugins
 
 app = typer.Typer()
+TEXT = "Text metrics (sacreBLEU)"
 
 
 def _stdin_lines() -> list[str]:
@@ -43,21 +50,149 @@ def score(
     bptt: Annotated[
         int | None, typer.Option(help="Window length (default: the training bptt).")
     ] = None,
+    sys_file: Annotated[
+        str | None,
+        typer.Option(
+            "--sys",
+            help="System output to score (or - for stdin), one segment a line; needs --ref.",
+            metavar="FILE",
+            rich_help_panel=TEXT,
+        ),
+    ] = None,
+    refs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ref",
+            help="Reference file, line-aligned with --sys; repeat for several references.",
+            metavar="FILE",
+            rich_help_panel=TEXT,
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated metrics: bleu, chrf, ter (default: bleu); reported in "
+            "sacrebleu's order.",
+            rich_help_panel=TEXT,
+        ),
+    ] = None,
+    sentence_level: Annotated[
+        bool,
+        typer.Option(
+            "--sentence-level", help="One result per line of --sys.", rich_help_panel=TEXT
+        ),
+    ] = False,
+    tokenize: Annotated[
+        str | None,
+        typer.Option(
+            help=f"BLEU tokenizer (sacrebleu's -tok): {', '.join(scoring.TOKENIZERS)} "
+            "(default: 13a).",
+            rich_help_panel=TEXT,
+        ),
+    ] = None,
+    lowercase: Annotated[
+        bool,
+        typer.Option(
+            "--lowercase",
+            help="Case-insensitive BLEU (sacrebleu's -lc; chrF is case-sensitive and TER "
+            "case-insensitive, as there).",
+            rich_help_panel=TEXT,
+        ),
+    ] = False,
+    encoding_errors: Annotated[
+        str,
+        typer.Option(
+            help="Invalid UTF-8 in --sys/--ref: strict (stop, naming file:line) or replace.",
+            rich_help_panel=TEXT,
+        ),
+    ] = "strict",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the data-set result as JSON.")
+        bool, typer.Option("--json", help="Print the data-set (or corpus) result as JSON.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     user_dir: UserDirOption = None,
 ) -> None:
-    """Perplexity (and bits per character) of a language model.
+    """Perplexity of a language model, or BLEU/chrF/TER of a system output (as sacrebleu).
 
     Examples: `rnnkit score data-bin/ptb --path runs/ptb/checkpoint_best.pt --subset valid` ·
     `printf 'the apple and pear salad\\n' | rnnkit score --path runs/ptb/checkpoint_best.pt
-    --input -`
+    --input -` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter`
     """
+    if sys_file is not None:
+        lm_options = {"--path": path, "DATA": data, "--input": input}
+        lm_options |= {"--batch-size": batch_size, "--bptt": bptt}
+        given = [name for name, value in lm_options.items() if value is not None]
+        if given:
+            raise RnnkitError(f"--sys scores text and takes no model options: drop {given[0]}")
+        _score_text(
+            sys_file,
+            refs or [],
+            metric or "bleu",
+            sentence_level,
+            tokenize or "13a",
+            lowercase,
+            encoding_errors,
+            as_json,
+        )
+        return
+    text_options = {"--ref": refs, "--metric": metric, "--tokenize": tokenize}
+    text_options |= {"--sentence-level": sentence_level or None, "--lowercase": lowercase or None}
+    given = [name for name, value in text_options.items() if value is not None]
+    if given:
+        raise RnnkitError(f"{given[0]} applies to text scoring: give --sys FILE|- as well")
+    _score_lm(data, path, subset, input, batch_size, bptt, as_json, device, user_dir)
+
+
+def _score_text(
+    sys_file: str,
+    refs: list[Path],
+    metric: str,
+    sentence_level: bool,
+    tokenize: str,
+    lowercase: bool,
+    errors: str,
+    as_json: bool,
+) -> None:
+    """Score ``sys_file`` against ``refs`` and print sacrebleu's text or JSON output."""
+    if errors not in ("strict", "replace"):
+        raise RnnkitError(f"--encoding-errors must be strict or replace, not {errors!r}")
+    if not refs:
+        raise RnnkitError("--sys needs at least one --ref FILE")
+    metrics = scoring.parse_metrics(metric)
+    if sys_file == "-":
+        sys_name, hyps = "<stdin>", scoring.split_segments(sys.stdin.buffer.read(), errors=errors)
+    else:
+        sys_name, hyps = sys_file, scoring.read_segments(sys_file, errors)
+    ref_lines = [scoring.read_segments(r, errors) for r in refs]
+    scoring.check_lengths(hyps, ref_lines, sys_name, [str(r) for r in refs])
+    if sentence_level:
+        for lineno, results in enumerate(
+            scoring.sentence_scores(hyps, ref_lines, metrics, tokenize, lowercase), 1
+        ):
+            if as_json:
+                print(json.dumps({"line": lineno, "scores": [r.record for r in results]}))
+            else:
+                print("\t".join(r.text for r in results))
+        return
+    results = scoring.corpus_scores(hyps, ref_lines, metrics, tokenize, lowercase)
+    print(scoring.format_json(results) if as_json else "\n".join(scoring.format_text(results)))
+
+
+def _score_lm(
+    data: Path | None,
+    path: Path | None,
+    subset: str,
+    input: str | None,
+    batch_size: int | None,
+    bptt: int | None,
+    as_json: bool,
+    device: str,
+    user_dir: list[Path] | None,
+) -> None:
+    """Perplexity of the model at ``path`` on raw lines (``input``) or on ``data``'s subset."""
     setup_plugins(user_dir)
     if path is None:
-        raise RnnkitError("--path CHECKPOINT is required")
+        raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
     model = load(path, device)
     if input is not None:
         lines = (
