@@ -18,7 +18,6 @@ from rnnkit import scoring
 from rnnkit.errors import RnnkitError
 from rnnkit.hub import load
 from rnnkit.io import read_lines
-from rnnkit.tasks import load_task
 from rnnkit_cli.common import UserDirOption, setup_plugins
 
 app = typer.Typer()
@@ -203,18 +202,7 @@ def _score_lm(
         return
     if data is None:
         raise RnnkitError("give a DATA directory (with --subset) or --input FILE|-")
-    model.require("lm", method="score")
-    task = load_task(data, expect=model.task_name)
-    if task.dictionary != model.task.dictionary:
-        raise RnnkitError(f"{data}: its dictionary differs from the one the model was trained with")
-    train_cfg = model.train_config
-    m = task.evaluate(
-        model.model,
-        subset,
-        batch_size or train_cfg["batch_size"],
-        bptt or train_cfg["bptt"],
-        model.device,
-    )
+    m = model.perplexity(data, subset, batch_size=batch_size, bptt=bptt)
     if as_json:
         print(json.dumps({"subset": subset, **m}))
     else:

@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 
+from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
-from rnnkit.tasks import task_from_checkpoint
+from rnnkit.tasks import load_task, task_from_checkpoint
 from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import pick_device
 
 
@@ -68,6 +70,28 @@ class Pretrained:
     def sample(self, prime: str = "", length: int = 200, **options: Any) -> str:
         """Generate ``length`` tokens after ``prime`` and return them as text."""
         return "".join(self.sample_stream(prime, length, **options))
+
+    def perplexity(
+        self,
+        data_dir: str | os.PathLike,
+        subset: str = "valid",
+        batch_size: int | None = None,
+        bptt: int | None = None,
+    ) -> dict[str, float]:
+        """Loss (nats/token), perplexity and bits per token on a binarized split of ``data_dir``.
+
+        Streams and window default to the ones the model was trained with (Zaremba et al.
+        evaluate with the training batch and bptt).
+        """
+        self.require("lm", method="perplexity")
+        task = load_task(data_dir, expect=self.task_name)
+        if task.dictionary != self.task.dictionary:
+            raise RnnkitError(f"{data_dir}: its dictionary differs from the model's")
+        keys = ("batch_size", "valid_batch_size", "bptt")
+        trained = {k: v for k, v in self.train_config.items() if k in keys}
+        given = {"valid_batch_size": batch_size, "bptt": bptt}
+        cfg = resolve(TrainConfig, trained, {k: v for k, v in given.items() if v is not None})
+        return task.evaluate(self.model, subset, cfg, self.device)
 
     def score(self, lines: list[str]) -> list[dict[str, Any]]:
         """Log-probability (nats), token count and perplexity of each line."""

@@ -46,6 +46,9 @@ class Window:
     targets: torch.Tensor
     scale: float = 1.0
 
+    def to(self, device: torch.device) -> Window:
+        return Window(self.inputs.to(device), self.targets.to(device), self.scale)
+
 
 class StreamIterator:
     """Walks BPTT windows over (B, N) rows; keeps the carried hidden state and its position."""
@@ -66,6 +69,11 @@ class StreamIterator:
     def __len__(self) -> int:
         """Number of windows in a full pass at the nominal ``bptt``."""
         return math.ceil((self.rows.size(1) - 1) / self.bptt)
+
+    @property
+    def batches_done(self) -> int:
+        """Windows already walked this epoch (at the nominal ``bptt``), for progress bars."""
+        return round(self.position / self.bptt)
 
     def _length(self) -> int:
         if not self.random_bptt:
@@ -158,6 +166,22 @@ class LanguageModelingTask:
     def iterator(self, split: str, batch_size: int, bptt: int, **kwargs: Any) -> StreamIterator:
         return StreamIterator(batchify(self.load_stream(split), batch_size), bptt, **kwargs)
 
+    def train_iterator(
+        self,
+        cfg: Any,
+        model: torch.nn.Module,
+        device: torch.device,
+        generator: torch.Generator,
+        resume: Mapping[str, Any] | None = None,
+    ) -> StreamIterator:
+        """The epoch's windows over ``train``, continuing ``resume`` (a ``state_dict``) if given."""
+        resume = resume or {}
+        itr = self.iterator("train", cfg.batch_size, cfg.bptt, random_bptt=cfg.random_bptt,
+                            generator=generator, position=resume.get("position", 0))  # fmt: skip
+        if resume.get("carry") is not None:
+            itr.load_carry(resume["carry"], type(model.init_state(1)), device)
+        return itr
+
     # --- loss ------------------------------------------------------------------------------
     def loss(
         self,
@@ -165,12 +189,15 @@ class LanguageModelingTask:
         window: Window,
         itr: StreamIterator,
         criterion: Criterion | None = None,
-    ) -> tuple[torch.Tensor, int]:
-        """Summed loss of one window (``criterion``, default plain NLL) and its target count.
+    ) -> tuple[torch.Tensor, int, int]:
+        """Summed loss of one window (``criterion``, default plain NLL), its target tokens and
+        its sequences (the B streams).
 
         Runs the model from the iterator's carried state and stores the new state, detached, so
         the next window continues the stream without backpropagating into this one.
         """
+        device = next(model.parameters()).device
+        window = window.to(device)
         logits, state = model(window.inputs, itr.carry)  # (B, L, V)
         itr.carry = state.detach()
         flat_logits, flat_targets = logits.reshape(-1, logits.size(-1)), window.targets.reshape(-1)
@@ -178,19 +205,19 @@ class LanguageModelingTask:
             loss = F.cross_entropy(flat_logits, flat_targets, reduction="sum")
         else:
             loss = criterion(flat_logits, flat_targets)
-        return loss, window.targets.numel()
+        return loss, window.targets.numel(), window.targets.size(0)
 
     @torch.inference_mode()
     def evaluate(
-        self, model: torch.nn.Module, split: str, batch_size: int, bptt: int, device: torch.device
+        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
     ) -> dict[str, float]:
-        """Mean negative log-likelihood per token (nats), perplexity and bits per token."""
+        """Mean negative log-likelihood per token (nats), perplexity and bits per token, over
+        ``cfg.valid_batch_size`` (or ``batch_size``) streams in ``cfg.bptt`` windows."""
         model.eval()
-        itr = self.iterator(split, batch_size, bptt)
+        itr = self.iterator(split, cfg.valid_batch_size or cfg.batch_size, cfg.bptt)
         total, count = 0.0, 0
         for w in itr:
-            w = Window(w.inputs.to(device), w.targets.to(device))
-            loss, n = self.loss(model, w, itr)
+            loss, n, _ = self.loss(model, w, itr)
             total, count = total + loss.item(), count + n
         nll = total / max(count, 1)
         return {

@@ -56,6 +56,9 @@ class TrainConfig:
     min_lr: float = _f(0.0, "Floor of the learning rate.", SCHED)
     max_epoch: int = _f(0, "Stop after this many epochs (0: no limit).", RUN)
     max_update: int = _f(0, "Stop after this many updates (0: no limit).", RUN)
+    stop_time_hours: float = _f(
+        0.0, "Stop (saving checkpoint_last.pt) after this much wall time in this run (0: off).", RUN
+    )
     patience: int = _f(0, "Stop when validation has not improved for N validations (0: off).", RUN)
     validate_interval_updates: int = _f(
         0, "Also validate every N updates (0: per epoch only).", RUN

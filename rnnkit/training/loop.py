@@ -69,6 +69,7 @@ class Run:
     save_dir: Path
     progress: Progress = field(default_factory=Progress)
     data_rng: torch.Generator = field(default_factory=torch.Generator)
+    started: float = field(default_factory=time.monotonic)
 
 
 def pick_device(name: str) -> torch.device:
@@ -188,13 +189,13 @@ def train_step(run: Run, batch: Any, itr: Any) -> tuple[float, int]:
     before the step, so the last checkpoint stays the last good one.
     """
     run.model.train()
-    loss_sum, ntokens = run.task.loss(run.model, batch, itr, run.criterion)
+    loss_sum, ntokens, nsentences = run.task.loss(run.model, batch, itr, run.criterion)
     if not math.isfinite(loss_sum.item()):
         raise RnnkitError(
             f"loss is {loss_sum.item()} at update {run.progress.updates + 1} (epoch "
             f"{run.progress.epoch}); stopped, last good checkpoint kept in {run.save_dir}"
         )
-    denom = ntokens if run.cfg.loss_average == "tokens" else batch.targets.size(0)
+    denom = ntokens if run.cfg.loss_average == "tokens" else nsentences
     run.optimizer.zero_grad(set_to_none=True)
     (loss_sum / denom).backward()
     if run.cfg.clip_norm > 0:
@@ -230,10 +231,9 @@ def averaged_weights(run: Run) -> Iterator[None]:
 
 def validate(run: Run) -> dict[str, dict[str, float]]:
     """Evaluate every ``--valid-subset`` split; the first one's loss picks the best checkpoint."""
-    bs = run.cfg.valid_batch_size or run.cfg.batch_size
     with averaged_weights(run):
         return {
-            split: run.task.evaluate(run.model, split, bs, run.cfg.bptt, run.device)
+            split: run.task.evaluate(run.model, split, run.cfg, run.device)
             for split in run.cfg.valid_subset.split(",")
         }
 
@@ -257,10 +257,18 @@ def after_validation(run: Run, results: dict[str, dict[str, float]], log: Metric
     return is_best
 
 
+def _out_of_updates(run: Run) -> bool:
+    cfg = run.cfg
+    hours = (time.monotonic() - run.started) / 3600
+    return (cfg.max_update > 0 and run.progress.updates >= cfg.max_update) or (
+        cfg.stop_time_hours > 0 and hours >= cfg.stop_time_hours
+    )
+
+
 def _done(run: Run) -> bool:
     cfg, p = run.cfg, run.progress
     return (
-        (cfg.max_update > 0 and p.updates >= cfg.max_update)
+        _out_of_updates(run)
         or (cfg.max_epoch > 0 and p.epoch > cfg.max_epoch)
         or (cfg.patience > 0 and p.bad_validations >= cfg.patience)
     )
@@ -269,23 +277,12 @@ def _done(run: Run) -> bool:
 def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
     """Run (the rest of) the current epoch; returns False when the run must stop mid-epoch."""
     cfg, p = run.cfg, run.progress
-    resume = p.iterator or {}
-    itr = run.task.iterator(
-        "train",
-        cfg.batch_size,
-        cfg.bptt,
-        random_bptt=cfg.random_bptt,
-        generator=run.data_rng,
-        position=resume.get("position", 0),
-    )
-    if resume.get("carry") is not None:
-        itr.load_carry(resume["carry"], type(run.model.init_state(1)), run.device)
+    itr = run.task.train_iterator(cfg, run.model, run.device, run.data_rng, p.iterator)
     loss_acc, tok_acc, t0, t_log = 0.0, 0, time.monotonic(), time.monotonic()
     reporter = get_reporter()
     with reporter.progress(f"epoch {p.epoch}", total=len(itr)) as bar:
-        bar.done = round(itr.position / cfg.bptt)
+        bar.done = itr.batches_done
         for batch in itr:
-            batch.inputs, batch.targets = batch.inputs.to(run.device), batch.targets.to(run.device)
             loss, ntok = train_step(run, batch, itr)
             loss_acc, tok_acc = loss_acc + loss, tok_acc + ntok
             nll = loss_acc / max(tok_acc, 1)
@@ -306,7 +303,7 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
             interval = cfg.validate_interval_updates
             if interval > 0 and p.updates % interval == 0:
                 save(run, epoch_end=False, is_best=after_validation(run, validate(run), log))
-            if caught or (cfg.max_update > 0 and p.updates >= cfg.max_update):
+            if caught or _out_of_updates(run):
                 save(run, epoch_end=False, is_best=False)
                 return False
     log.write(
@@ -323,6 +320,7 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
 def fit(run: Run) -> Progress:
     """Train until ``--max-epoch``/``--max-update``/``--patience`` says stop; returns progress."""
     run.save_dir.mkdir(parents=True, exist_ok=True)
+    run.started = time.monotonic()
     log = MetricsLog(run.save_dir / "train_log.jsonl")
     p = run.progress
     with catch_signals() as caught:

@@ -89,9 +89,9 @@ def test_stateful_windows_equal_one_untruncated_pass(tmp_path):
     total = 0.0
     with torch.no_grad():
         for w in itr:
-            loss, _ = run.task.loss(run.model, w, itr)
+            loss, _, _ = run.task.loss(run.model, w, itr)
             total += loss.item()
-        full, _ = run.task.loss(
+        full, _, _ = run.task.loss(
             run.model, Window(rows[:, :-1], rows[:, 1:]), StreamIterator(rows, 5)
         )
     assert total == pytest.approx(full.item(), rel=1e-5)
@@ -108,7 +108,7 @@ def test_tiny_model_overfits_tiny_corpus(tmp_path):
         no_epoch_checkpoints=True,
     )
     fit(run)
-    result = run.task.evaluate(run.model, "valid", 4, 6, run.device)
+    result = run.task.evaluate(run.model, "valid", run.cfg, run.device)
     assert result["loss"] < 0.45  # the corpus is almost deterministic; start is ln(8) ≈ 2.1
 
 
@@ -142,6 +142,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(RnnkitError, match=r"loss is nan at update \d+"):
         fit(run)
     assert last.read_bytes() == good
+
+
+def test_stop_time_hours_stops_and_saves(tmp_path):
+    run = make_run(tmp_path, max_epoch=50, stop_time_hours=1e-9)
+    fit(run)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
+    assert state["progress"]["updates"] == 1 and state["progress"]["epoch"] == 1
 
 
 def test_resume_refuses_other_model_options(tmp_path):
