@@ -258,6 +258,7 @@ def after_validation(run: Run, results: dict[str, dict[str, float]], log: Metric
 
 
 def _out_of_updates(run: Run) -> bool:
+    """Update or wall-time budget spent (checked after each update, so a run always advances)."""
     cfg = run.cfg
     hours = (time.monotonic() - run.started) / 3600
     return (cfg.max_update > 0 and run.progress.updates >= cfg.max_update) or (
@@ -268,7 +269,7 @@ def _out_of_updates(run: Run) -> bool:
 def _done(run: Run) -> bool:
     cfg, p = run.cfg, run.progress
     return (
-        _out_of_updates(run)
+        (cfg.max_update > 0 and p.updates >= cfg.max_update)
         or (cfg.max_epoch > 0 and p.epoch > cfg.max_epoch)
         or (cfg.patience > 0 and p.bad_validations >= cfg.patience)
     )
