@@ -68,8 +68,8 @@ class Pretrained:
         )
 
     def sample(self, prime: str = "", length: int = 200, **options: Any) -> str:
-        """Generate ``length`` tokens after ``prime`` and return them as text."""
-        return "".join(self.sample_stream(prime, length, **options))
+        """The prime followed by ``length`` generated tokens, as text (as ``rnnkit sample`` prints)."""
+        return prime + "".join(self.sample_stream(prime, length, **options))
 
     def perplexity(
         self,

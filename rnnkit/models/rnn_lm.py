@@ -162,13 +162,13 @@ def lstm_lm_zaremba_large() -> dict:
 
 @register_architecture("char_rnn", model="rnn_lm")
 def char_rnn() -> dict:
-    """Character-level LSTM (Karpathy's char-rnn): 2×384, embedding 64, dropout 0.2, init ±0.08.
+    """Character-level LSTM (Karpathy's char-rnn): 2×512, embedding 64, dropout 0.25, init ±0.08.
 
-    Sized for Tiny Shakespeare on two CPU cores: at batch 128 it runs about 2× the characters per
-    second of 2×512 (measured here: ~3k vs ~1.5k chars/s on a shared 2-core box), so a 40-minute
-    budget sees ~8 epochs instead of ~4; 2×512 (``--hidden-size 512``) ends lower given more time.
+    Sized for Tiny Shakespeare on two CPU cores: measured on an otherwise idle 2-core box at
+    batch 64 × bptt 100 it trains at ~12.5k chars/s (2×384: ~18.8k), about 80 s per epoch, so a
+    40-minute budget sees ~25 epochs (examples/shakespeare/README.md).
     """
-    return dict(cell="lstm", embed_dim=64, hidden_size=384, num_layers=2, dropout=0.2,
+    return dict(cell="lstm", embed_dim=64, hidden_size=512, num_layers=2, dropout=0.25,
                 init_range=0.08)  # fmt: skip
 
 

@@ -23,6 +23,7 @@ def test_load_samples_and_scores_an_lm(tmp_path):
     assert model.task_name == "lm"
     text = model.sample("ab", length=5, seed=1)
     assert text == model.sample("ab", length=5, seed=1)
+    assert text.startswith("ab")
     scores = model.score(["abc", "ab"])
     assert [s["tokens"] for s in scores] == [4, 3]
     assert all(s["logprob"] < 0 for s in scores)

@@ -182,3 +182,45 @@ def test_plateau_and_warmup_schedules():
 def test_unknown_optimizer_lists_valid_names(tmp_path):
     with pytest.raises(RnnkitError, match="did you mean 'adam'.*valid: adam, adamw, asgd, sgd"):
         make_run(tmp_path, optimizer="adma")
+
+
+def _events(save_dir: Path, kind: str) -> list[dict]:
+    lines = (save_dir / "train_log.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def test_keep_last_epochs_prunes_old_epoch_checkpoints(tmp_path):
+    fit(make_run(tmp_path, max_epoch=4, keep_last_epochs=2))
+    names = sorted(p.name for p in (tmp_path / "run").glob("checkpoint*.pt"))
+    assert names == ["checkpoint3.pt", "checkpoint4.pt", "checkpoint_best.pt", "checkpoint_last.pt"]
+
+
+def test_patience_stops_when_validation_stalls(tmp_path):
+    # lr 0 cannot improve after the first validation: patience 2 stops after epoch 3.
+    progress = fit(make_run(tmp_path, max_epoch=20, patience=2, optimizer="sgd", lr=0.0))
+    assert progress.epoch == 4 and progress.bad_validations == 2
+    assert [e["epoch"] for e in _events(tmp_path / "run", "valid")] == [1, 2, 3]
+
+
+def test_validate_interval_updates_validates_mid_epoch(tmp_path):
+    run = make_run(tmp_path, max_epoch=1, validate_interval_updates=3)
+    fit(run)
+    updates = [e["updates"] for e in _events(tmp_path / "run", "valid")]
+    per_epoch = run.progress.updates
+    assert updates[:-1] == list(range(3, per_epoch + 1, 3))  # every 3 updates
+    assert updates[-1] == per_epoch  # and at the end of the epoch
+
+
+def test_asgd_validates_on_averaged_weights_and_keeps_raw_ones(tmp_path):
+    from rnnkit.training.loop import averaged_weights
+
+    run = make_run(tmp_path, max_epoch=1, optimizer="asgd", lr=0.5)
+    fit(run)
+    raw = params(run)
+    ax = {n: run.optimizer.state[p]["ax"] for n, p in run.model.named_parameters()}
+    assert any(not torch.equal(ax[n], raw[n]) for n in ax)
+    with averaged_weights(run):
+        for n, p in run.model.named_parameters():
+            assert torch.equal(p, ax[n])
+    for n, p in run.model.state_dict().items():
+        assert torch.equal(p, raw[n])
