@@ -68,7 +68,7 @@ class Pretrained:
         )
 
     def sample(self, prime: str = "", length: int = 200, **options: Any) -> str:
-        """The prime followed by ``length`` generated tokens, as text (as ``rnnkit sample`` prints)."""
+        """The prime followed by ``length`` generated tokens, as ``rnnkit sample`` prints it."""
         return prime + "".join(self.sample_stream(prime, length, **options))
 
     def perplexity(
