@@ -229,19 +229,31 @@ class LanguageModelingTask:
 
     @torch.inference_mode()
     def score_lines(
-        self, model: torch.nn.Module, lines: list[str], device: torch.device
+        self, model: torch.nn.Module, lines: list[str], device: torch.device, batch_size: int = 64
     ) -> list[dict[str, Any]]:
         """Log-probability of each raw line (its tokens then ``</s>``, from a fresh ``</s>`` state).
 
-        Returns one dict per line: tokens, logprob (nats), ppl.
+        Lines are scored ``batch_size`` at a time, grouped by length and right-padded (a
+        left-to-right model never looks at the padding after a line). Returns one dict per line,
+        in input order: tokens, logprob (nats), ppl.
         """
         model.eval()
-        results = []
-        for line in lines:
-            ids = self.dictionary.encode(self.tokenizer.encode(line), append_eos=True)
-            inp = torch.tensor([[self.dictionary.eos_index] + ids[:-1]], device=device)
-            tgt = torch.tensor([ids], device=device)
-            logits, _ = model(inp, None)
-            lp = -F.cross_entropy(logits[0], tgt[0], reduction="sum").item()
-            results.append({"tokens": len(ids), "logprob": lp, "ppl": math.exp(-lp / len(ids))})
+        d = self.dictionary
+        encoded = [d.encode(self.tokenizer.encode(line), append_eos=True) for line in lines]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        results: list[dict[str, Any]] = [{}] * len(lines)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            targets = torch.full((len(chunk), max(len(encoded[i]) for i in chunk)), d.pad_index)
+            for row, i in enumerate(chunk):
+                targets[row, : len(encoded[i])] = torch.tensor(encoded[i])
+            inputs = torch.cat([torch.full((len(chunk), 1), d.eos_index), targets[:, :-1]], dim=1)
+            logits, _ = model(inputs.to(device), None)  # (B, T, V)
+            nll = F.cross_entropy(
+                logits.transpose(1, 2), targets.to(device), ignore_index=d.pad_index,
+                reduction="none",
+            ).sum(dim=1)  # (B,)  # fmt: skip
+            for row, i in enumerate(chunk):
+                lp, n = -nll[row].item(), len(encoded[i])
+                results[i] = {"tokens": n, "logprob": lp, "ppl": math.exp(-lp / n)}
         return results

@@ -224,3 +224,13 @@ def test_asgd_validates_on_averaged_weights_and_keeps_raw_ones(tmp_path):
             assert torch.equal(p, ax[n])
     for n, p in run.model.state_dict().items():
         assert torch.equal(p, raw[n])
+
+
+def test_score_lines_batched_equals_one_at_a_time(tmp_path):
+    run = make_run(tmp_path)
+    lines = ["abc", "", "bcabcab", "a", "cab"]
+    batched = run.task.score_lines(run.model, lines, run.device, batch_size=3)
+    single = run.task.score_lines(run.model, lines, run.device, batch_size=1)
+    assert [r["tokens"] for r in batched] == [4, 1, 8, 2, 4]
+    for b, s in zip(batched, single, strict=True):
+        assert b["logprob"] == pytest.approx(s["logprob"], rel=1e-5, abs=1e-5)
