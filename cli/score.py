@@ -17,17 +17,11 @@ import typer
 from rnnkit import scoring
 from rnnkit.errors import RnnkitError
 from rnnkit.hub import load
-from rnnkit.io import read_lines
+from rnnkit.io import read_text_lines
 from rnnkit_cli.common import UserDirOption, setup_plugins
 
 app = typer.Typer()
 TEXT = "Text metrics (sacreBLEU)"
-
-
-def _stdin_lines() -> list[str]:
-    data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    lines = data.split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 @app.command("score")
@@ -194,10 +188,7 @@ def _score_lm(
         raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
     model = load(path, device)
     if input is not None:
-        lines = (
-            _stdin_lines() if input == "-" else [t for _, t in read_lines(input, errors="replace")]
-        )
-        for result in model.score(lines):
+        for result in model.score(read_text_lines(input, errors="replace")):
             print(json.dumps(result), flush=True)
         return
     if data is None:

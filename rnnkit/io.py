@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,22 @@ def count_lines(path: str | os.PathLike, end: int | None = None) -> int:
             if remaining is not None:
                 remaining -= len(block)
     return n + (0 if last == b"\n" else 1)
+
+
+def split_lines(data: bytes, name: str = "<stdin>", errors: str = "strict") -> list[str]:
+    """Decode ``data`` into lines exactly as :func:`read_lines` reads a file (split on ``\\n``
+    only, a ``\\r`` before it dropped); a decoding error names ``name:line``."""
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    return [
+        decode_line(line[:-1] if line.endswith(b"\r") else line, name, i, errors)
+        for i, line in enumerate(raw, 1)
+    ]
+
+
+def read_text_lines(path: str, errors: str = "strict") -> list[str]:
+    """Every line of the file ``path``, or of standard input when ``path`` is ``-``."""
+    if path == "-":
+        return split_lines(sys.stdin.buffer.read(), "<stdin>", errors)
+    return [text for _, text in read_lines(path, errors=errors)]

@@ -20,7 +20,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
 
 from rnnkit.errors import RnnkitError
-from rnnkit.io import decode_line, read_lines
+from rnnkit.io import read_lines, split_lines
 from rnnkit.registry import suggest
 
 #: Metric names in the order results are reported (sacrebleu's order: sorted by name).
@@ -167,7 +167,4 @@ def read_segments(path: str | os.PathLike, errors: str = "strict") -> list[str]:
 
 def split_segments(data: bytes, name: str = "<stdin>", errors: str = "strict") -> list[str]:
     """Like :func:`read_segments` for bytes already read (stdin); errors name ``name:line``."""
-    raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    return [decode_line(line, name, i, errors).rstrip() for i, line in enumerate(raw, 1)]
+    return [line.rstrip() for line in split_lines(data, name, errors)]
