@@ -36,6 +36,17 @@ class TrainConfig:
         "convention of Zaremba et al., whose lr 1 / clip 5 assume it).",
         DATA,
     )
+    max_tokens: int = _f(
+        0,
+        "translation/tagging: most tokens (padding included) per batch; 0: --batch-size only.",
+        DATA,
+    )
+    max_source_positions: int = _f(
+        1024, "translation: longer training pairs are skipped (with a warning).", DATA
+    )
+    max_target_positions: int = _f(
+        1024, "translation: longer training pairs are skipped (with a warning).", DATA
+    )
     valid_subset: str = _f(
         "valid", "Comma-separated splits to validate on (first picks best).", DATA
     )
@@ -62,6 +73,18 @@ class TrainConfig:
     patience: int = _f(0, "Stop when validation has not improved for N validations (0: off).", RUN)
     validate_interval_updates: int = _f(
         0, "Also validate every N updates (0: per epoch only).", RUN
+    )
+    best_checkpoint_metric: str = _f(
+        "loss", "Validation metric that picks checkpoint_best.pt and drives --patience.", RUN
+    )
+    maximize_best_checkpoint_metric: bool = _f(
+        False, "Higher --best-checkpoint-metric is better (e.g. bleu, f1).", RUN
+    )
+    eval_bleu: bool = _f(
+        False, "translation: also decode the validation set and report sacreBLEU.", RUN
+    )
+    eval_bleu_args: str = _f(
+        "{}", 'translation: JSON of decoding options for --eval-bleu, e.g. {"beam": 4}.', RUN
     )
     seed: int = _f(1, "Random seed (model init, dropout, data order).", RUN)
     device: str = _f("auto", "auto | cpu | cuda | cuda:N.", RUN)

@@ -48,7 +48,7 @@ class Progress:
 
     epoch: int = 1  # the epoch in progress (1-based)
     updates: int = 0
-    best_loss: float | None = None
+    best: float | None = None  # best value of --best-checkpoint-metric so far
     bad_validations: int = 0
     iterator: dict[str, Any] | None = None  # mid-epoch position; None at an epoch boundary
 
@@ -119,7 +119,10 @@ def restore_run(run: Run, state: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.load_state_dict(state["schedule"])
     set_lr(run.optimizer, run.schedule.lr)
-    run.progress = Progress(**state["progress"])
+    progress = dict(state["progress"])
+    if "best_loss" in progress:  # checkpoints written before --best-checkpoint-metric
+        progress["best"] = progress.pop("best_loss")
+    run.progress = Progress(**progress)
     ckpt.set_rng_state(state["rng"])
     run.data_rng.set_state(state["data_rng"])
 
@@ -239,22 +242,37 @@ def validate(run: Run) -> dict[str, dict[str, float]]:
 
 
 def after_validation(run: Run, results: dict[str, dict[str, float]], log: MetricsLog) -> bool:
-    """Record a validation, update best/patience; returns whether this is the best so far."""
-    first = results[run.cfg.valid_subset.split(",")[0]]
-    p = run.progress
-    is_best = p.best_loss is None or first["loss"] < p.best_loss
+    """Record a validation, update best/patience; returns whether this is the best so far.
+
+    The first ``--valid-subset`` split's ``--best-checkpoint-metric`` decides (lower is better
+    unless ``--maximize-best-checkpoint-metric``).
+    """
+    cfg, p = run.cfg, run.progress
+    first = results[cfg.valid_subset.split(",")[0]]
+    metric = cfg.best_checkpoint_metric
+    if metric not in first:
+        raise RnnkitError(
+            f"--best-checkpoint-metric {metric}: validation reports {', '.join(first)}"
+        )
+    value = first[metric]
+    better = (lambda a, b: a > b) if cfg.maximize_best_checkpoint_metric else (lambda a, b: a < b)
+    is_best = p.best is None or better(value, p.best)
     if is_best:
-        p.best_loss, p.bad_validations = first["loss"], 0
+        p.best, p.bad_validations = value, 0
     else:
         p.bad_validations += 1
     for split, m in results.items():
         log.write(event="valid", split=split, epoch=p.epoch, updates=p.updates, **m)
+        shown = " | ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "tokens")
         get_reporter().info(
-            f"epoch {p.epoch} | update {p.updates} | {split} loss {m['loss']:.4f} | "
-            f"ppl {m['ppl']:.2f} | bpc {m['bpc']:.4f}"
+            f"epoch {p.epoch} | update {p.updates} | {split} {shown}"
             + (" | best" if is_best and split == next(iter(results)) else "")
         )
     return is_best
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
 def _out_of_updates(run: Run) -> bool:
