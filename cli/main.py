@@ -13,7 +13,7 @@ import typer
 
 from rnnkit.errors import RnnkitError
 from rnnkit.reporting import set_reporter
-from rnnkit_cli import models, preprocess, sample, score, train
+from rnnkit_cli import generate, models, preprocess, sample, score, train
 from rnnkit_cli.reporting import RichReporter, console
 
 app = typer.Typer(
@@ -23,15 +23,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-for module in (preprocess, train, sample, score, models):
+for module in (preprocess, train, generate, sample, score, models):
     app.add_typer(module.app)
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """``--replace-unk`` may stand alone (fairseq's optional value): give it an empty one."""
+    out = []
+    for i, arg in enumerate(argv):
+        after = argv[i + 1] if i + 1 < len(argv) else None
+        alone = after is None or (after.startswith("-") and after != "-")
+        out.append("--replace-unk=" if arg == "--replace-unk" and alone else arg)
+    return out
 
 
 def main() -> None:
     """Run the command line; never returns."""
     set_reporter(RichReporter())
     try:
-        app(prog_name="rnnkit")
+        app(args=optional_values(sys.argv[1:]), prog_name="rnnkit")
     except RnnkitError as e:
         console.print(f"rnnkit: error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)

@@ -93,6 +93,32 @@ class Pretrained:
         cfg = resolve(TrainConfig, trained, {k: v for k, v in given.items() if v is not None})
         return task.evaluate(self.model, subset, cfg, self.device)
 
+    def translate(
+        self,
+        lines: list[str],
+        beam: int = 5,
+        batch_size: int = 64,
+        max_source_positions: int = 1024,
+        **search: Any,
+    ) -> list[str]:
+        """Translate raw lines (the model's tokenizer in, detokenized out): one string each.
+
+        ``search`` takes any :class:`~rnnkit.generation.search.SearchConfig` field
+        (``lenpen``, ``max_len_b``, ``sampling``, ``top_k``…). An empty line gives ``""``.
+        """
+        self.require("translation", method="translate")
+        from rnnkit.generation.search import SearchConfig
+        from rnnkit.tasks.translation import TranslateOptions
+
+        cfg = resolve(SearchConfig, {"beam": beam, **search}, source="search option")
+        options = TranslateOptions(max_source_positions=max_source_positions)
+        out: list[str] = []
+        for start in range(0, len(lines), batch_size):
+            chunk = list(lines[start : start + batch_size])
+            for t in self.task.translate_lines(self.model, chunk, cfg, self.device, options):
+                out.append(self.task.detokenize(t.tokens[0]) if t.tokens else "")
+        return out
+
     def score(self, lines: list[str]) -> list[dict[str, Any]]:
         """Log-probability (nats), token count and perplexity of each line."""
         self.require("lm", method="score")

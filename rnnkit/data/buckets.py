@@ -1,0 +1,64 @@
+"""Length-bucketed batches under a token budget, in one seeded global order, shardable by rank.
+
+Sentences of similar length go together so little compute is spent on padding (fairseq's
+``batch_by_size``): indices are shuffled with a seed, then stably sorted by length, and cut
+greedily into batches of at most ``batch_size`` sentences and ``max_tokens`` tokens counted as
+``sentences × longest`` (the padded size the model actually computes). The list of batches is
+shuffled again with the same seed, so an epoch's order depends only on (seed, sizes). A data-
+parallel rank takes ``batches[rank::world]`` after the list is cut to a multiple of ``world``,
+so every rank runs the same number of updates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnkit.errors import RnnkitError
+
+
+def batch_by_size(
+    sizes: np.ndarray, batch_size: int, max_tokens: int, seed: int | None = None
+) -> list[np.ndarray]:
+    """Batches of indices into ``sizes`` (N,) (each entry the padded length of an example).
+
+    ``seed`` None keeps sorted order without shuffling (validation, decoding); ``batch_size`` or
+    ``max_tokens`` of 0 means no limit of that kind (not both).
+    """
+    if batch_size <= 0 and max_tokens <= 0:
+        raise RnnkitError("give --batch-size or --max-tokens (both are 0)")
+    n = len(sizes)
+    if seed is None:
+        order = np.argsort(sizes, kind="stable")
+    else:
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(n)
+        order = perm[np.argsort(sizes[perm], kind="stable")]
+    if max_tokens > 0 and n and int(sizes.max()) > max_tokens:
+        raise RnnkitError(
+            f"an example of {int(sizes.max())} tokens does not fit --max-tokens {max_tokens}"
+        )
+    batches, start, longest = [], 0, 0
+    for i in range(n):
+        longest_if = max(longest, int(sizes[order[i]]))
+        count = i - start + 1
+        over = (batch_size > 0 and count > batch_size) or (
+            max_tokens > 0 and count * longest_if > max_tokens
+        )
+        if over:
+            batches.append(order[start:i])
+            start, longest_if = i, int(sizes[order[i]])
+        longest = longest_if
+    if start < n:
+        batches.append(order[start:n])
+    if seed is not None:
+        rng = np.random.default_rng(seed + 1)
+        batches = [batches[j] for j in rng.permutation(len(batches))]
+    return batches
+
+
+def shard(batches: list, rank: int, world: int) -> list:
+    """Rank ``rank``'s share of ``batches``: every ``world``-th one, equal counts on all ranks."""
+    if not 0 <= rank < world:
+        raise RnnkitError(f"rank {rank} is outside a world of {world}")
+    usable = len(batches) // world * world
+    return batches[rank:usable:world]

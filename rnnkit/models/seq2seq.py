@@ -1,0 +1,382 @@
+"""Encoder–decoder RNNs for translation: ``seq2seq``, ``seq2seq_cho`` and ``attention_seq2seq``.
+
+One model class, four decoder styles picked by the config (all share the recurrent encoder and
+bridge of :mod:`rnnkit.modules.encoder`):
+
+- **plain** (Sutskever et al. 2014): y_{t-1} → RNN → output layer; the encoder's final state
+  starts the decoder (``--bridge copy``), ``--reverse-source`` reverses the source words.
+- **cho** (Cho et al. 2014, ``--feed-context``): the summary c (the encoder's top final state)
+  is fed to every decoder step and to the readout tanh(W[s_t; E y_{t-1}; c]).
+- **bahdanau** (Bahdanau et al. 2015, ``--attention bahdanau``): c_t = attend(s_{t-1}) over the
+  encoder outputs, then s_t = RNN([E y_{t-1}; c_t], s_{t-1}) and the readout as above.
+- **luong** (Luong et al. 2015, ``--attention dot|general|concat``): h_t = RNN(E y_{t-1}
+  [; h̃_{t-1} with ``--input-feeding``]), c_t = attend(h_t), h̃_t = tanh(W_c[c_t; h_t]) → output.
+
+``--copy`` adds a pointer-generator (See et al. 2017): p_gen = σ(w[c_t; h_t; E y_{t-1}]) mixes the
+vocabulary distribution with the attention over source positions. While training, a source word
+the target dictionary lacks is credited to ``<unk>``; while decoding, the output space is
+extended by the source vocabulary (id ``V + source id``) so such a word can be copied as itself.
+
+``forward`` runs T target steps and :meth:`Seq2Seq.step` one; both go through the same
+:meth:`Seq2Seq.decode` (the incremental state is a :class:`~rnnkit.generation.decoder.DecodeState`),
+so incremental decoding equals the full pass by construction — and a test checks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.config import opt
+from rnnkit.dictionary import Dictionary
+from rnnkit.errors import RnnkitError
+from rnnkit.generation.decoder import DecodeState
+from rnnkit.models import register_architecture, register_model
+from rnnkit.modules.attention import ATTENTION, MODES, Attention, AttentionalHidden
+from rnnkit.modules.cells import CELL
+from rnnkit.modules.encoder import Bridge, EncoderOut, RecurrentEncoder
+from rnnkit.modules.recurrent import RecurrentStack
+
+LUONG = ("dot", "general", "concat")
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Options of the encoder–decoder models (fairseq's LSTM names; ``--kebab-case`` flags)."""
+
+    cell: str = opt("lstm", "recurrent cell of encoder and decoder: lstm, gru, rnn_tanh, rnn_relu")
+    encoder_embed_dim: int = opt(256, "source embedding size")
+    encoder_hidden_size: int = opt(256, "encoder hidden units per direction")
+    encoder_layers: int = opt(1, "encoder layers")
+    encoder_bidirectional: bool = opt(False, "bidirectional encoder")
+    decoder_embed_dim: int = opt(256, "target embedding size (and the readout size)")
+    decoder_hidden_size: int = opt(256, "decoder hidden units")
+    decoder_layers: int = opt(1, "decoder layers")
+    attention: str = opt("none", "none, or a score: bahdanau, dot, general, concat")
+    attention_mode: str = opt("global", "Luong's alignment: global, local-m, local-p")
+    attention_window: int = opt(10, "local attention: window half-width D (σ = D/2)")
+    input_feeding: bool = opt(False, "feed h̃_{t-1} into the next decoder step (Luong)")
+    feed_context: bool = opt(False, "feed the encoder summary to every step and the readout (Cho)")
+    reverse_source: bool = opt(False, "reverse the source words (Sutskever)")
+    bridge: Literal["copy", "linear", "zero"] = opt(
+        "linear", "decoder initial state from the encoder's final: copy, linear (tanh), zero"
+    )
+    dropout: float = opt(0.0, "dropout on embeddings, between layers and before the output")
+    residual: bool = opt(False, "residual connections between recurrent layers of equal size")
+    share_decoder_input_output_embed: bool = opt(False, "tie the target embedding and output")
+    copy: bool = opt(False, "pointer-generator copy from the source (needs attention)")
+    init_range: float = opt(0.1, "init every parameter uniform in ±init-range (0: torch's)")
+
+    def __post_init__(self) -> None:
+        if CELL.get(self.cell).fused_mode is None:
+            raise RnnkitError(f"--cell {self.cell}: encoder-decoders need lstm, gru or rnn_*")
+        for name in ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers",
+                     "decoder_embed_dim", "decoder_hidden_size", "decoder_layers"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise RnnkitError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.attention != "none":
+            ATTENTION.get(self.attention)  # unknown names list the valid ones
+        if self.attention_mode not in MODES:
+            raise RnnkitError(f"--attention-mode must be one of {', '.join(MODES)}")
+        rules = [
+            (not self.input_feeding or self.attention in LUONG,
+             "--input-feeding needs a Luong attention (dot, general, concat)"),
+            (not self.feed_context or self.attention == "none",
+             "--feed-context is the attention-free Cho decoder; attention already feeds context"),
+            (not self.copy or self.attention != "none", "--copy needs an --attention"),
+            (self.attention_mode == "global" or self.attention in LUONG,
+             "--attention-mode local-m/local-p are Luong's; use dot, general or concat"),
+            (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
+        ]  # fmt: skip
+        problems = [message for ok, message in rules if not ok]
+        if problems:
+            raise RnnkitError("; ".join(problems))
+
+    @property
+    def style(self) -> str:
+        if self.attention in LUONG:
+            return "luong"
+        if self.attention == "bahdanau":
+            return "bahdanau"
+        return "cho" if self.feed_context else "plain"
+
+
+class Seq2Seq(nn.Module):
+    """RNN encoder–decoder (Sutskever / Cho / Bahdanau / Luong styles, optional copy)."""
+
+    config_class = Seq2SeqConfig
+
+    def __init__(self, cfg: Seq2SeqConfig, src_dict: Dictionary, tgt_dict: Dictionary) -> None:
+        super().__init__()
+        self.cfg, self.style = cfg, cfg.style
+        self.pad, self.unk = tgt_dict.pad_index, tgt_dict.unk_index
+        self.vocab_size = len(tgt_dict)
+        self.encoder = RecurrentEncoder(
+            cfg.cell, len(src_dict), src_dict.pad_index, cfg.encoder_embed_dim,
+            cfg.encoder_hidden_size, cfg.encoder_layers, cfg.encoder_bidirectional, cfg.dropout,
+            cfg.residual, cfg.reverse_source,
+        )  # fmt: skip
+        enc, has_c = self.encoder, CELL.get(cfg.cell).has_cell_state
+        keys, h, e = enc.output_size, cfg.decoder_hidden_size, cfg.decoder_embed_dim
+        self.bridge = Bridge(cfg.bridge, cfg.encoder_layers, enc.dirs, cfg.encoder_hidden_size,
+                             cfg.decoder_layers, h, has_c)  # fmt: skip
+        self.embed = nn.Embedding(self.vocab_size, e, padding_idx=self.pad)
+        self.drop = nn.Dropout(cfg.dropout)
+        rnn_in = e + (keys if self.style in ("cho", "bahdanau") else 0)
+        rnn_in += h if cfg.input_feeding else 0
+        self.rnn = RecurrentStack(cfg.cell, rnn_in, h, cfg.decoder_layers, dropout=cfg.dropout,
+                                  residual=cfg.residual)  # fmt: skip
+        self.attention = None
+        if cfg.attention != "none":
+            query = h  # Luong scores the current h_t, Bahdanau the previous s_{t-1}: same size
+            self.attention = Attention(cfg.attention, query, keys, cfg.attention_mode,
+                                       cfg.attention_window, output_size=h)  # fmt: skip
+        self.combine = AttentionalHidden(h, keys, h) if self.style == "luong" else None
+        self.readout = nn.Linear(h + e + keys, e) if self.style in ("cho", "bahdanau") else None
+        feature = e if self.readout is not None else h
+        out_dim = e if cfg.share_decoder_input_output_embed else feature
+        self.proj = nn.Linear(feature, out_dim, bias=False) if out_dim != feature else None
+        self.out = nn.Linear(out_dim, self.vocab_size)
+        if cfg.share_decoder_input_output_embed:
+            self.out.weight = self.embed.weight
+        self.p_gen = nn.Linear(keys + h + e, 1) if cfg.copy else None
+        # Where each source id lands in the target space when copied (see the module docstring).
+        src_to_tgt = torch.tensor([tgt_dict.index(src_dict[i]) for i in range(len(src_dict))])
+        self.register_buffer("src_to_tgt", src_to_tgt, persistent=False)
+        self.reset_parameters()
+
+    @classmethod
+    def build(cls, cfg: Seq2SeqConfig, src_dict: Dictionary, tgt_dict: Dictionary) -> Seq2Seq:
+        return cls(cfg, src_dict, tgt_dict)
+
+    def reset_parameters(self) -> None:
+        """Uniform ±init_range (Sutskever: 0.08, Luong: 0.1); padding embeddings stay zero."""
+        r = self.cfg.init_range
+        if r <= 0:
+            return
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-r, r)
+            self.embed.weight[self.pad].zero_()
+            self.encoder.embed.weight[self.encoder.embed.padding_idx].zero_()
+
+    # --- encoding ---------------------------------------------------------------------------
+    def encode(self, src_tokens: Tensor, src_lengths: Tensor, extend: bool = True) -> DecodeState:
+        """Run the encoder: the initial :class:`DecodeState` for ``src_tokens`` (B, S).
+
+        ``extend`` (decoding) maps copyable source words the target vocabulary lacks to the
+        extended ids ``V + source id``; training credits them to ``<unk>`` instead.
+        """
+        enc: EncoderOut = self.encoder(src_tokens, src_lengths)
+        b = src_tokens.size(0)
+        values: dict = {
+            "hidden": self.bridge(enc.final),
+            "keys": None,
+            "context": None,
+            "input_feed": None,
+            "src_map": None,
+            "step": torch.zeros(b, dtype=torch.long, device=src_tokens.device),
+        }
+        if self.attention is not None:
+            values["keys"] = self.attention.prepare(enc.outputs, enc.mask)
+        if self.style == "cho":
+            top = enc.final.h[-self.encoder.dirs :]  # (dirs, B, H_e)
+            values["context"] = top.permute(1, 0, 2).reshape(b, -1)  # (B, dirs*H_e)
+        if self.cfg.input_feeding:
+            values["input_feed"] = enc.outputs.new_zeros(b, self.cfg.decoder_hidden_size)
+        if self.p_gen is not None:
+            mapped = self.src_to_tgt[src_tokens]  # (B, S)
+            if extend:
+                missing = (mapped == self.unk) & (src_tokens != self.encoder.embed.padding_idx)
+                missing &= src_tokens != self.unk
+                mapped = torch.where(missing, self.vocab_size + src_tokens, mapped)
+            values["src_map"] = mapped.masked_fill(~enc.mask, self.pad)
+        return DecodeState(values)
+
+    # --- decoding ---------------------------------------------------------------------------
+    def decode(
+        self, prev_tokens: Tensor, state: DecodeState
+    ) -> tuple[Tensor, DecodeState, Tensor | None]:
+        """T target steps from ``state``: ``prev_tokens`` (B, T) → log-probs (B, T, V'),
+        the state after step T, and attention (B, T, S) (None without attention).
+
+        V' is V, or V + |source vocabulary| for a copy model decoding with extended ids.
+        """
+        tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, self.unk)
+        emb = self.drop(self.embed(tokens))  # (B, T, E)
+        if self.style == "plain":
+            feats, hidden = self.rnn(emb, state["hidden"])
+            return self._output(feats, None, None, emb, state), state.replace(hidden=hidden), None
+        if self.style == "cho":
+            ctx = state["context"].unsqueeze(1).expand(-1, emb.size(1), -1)  # (B, T, K)
+            h, hidden = self.rnn(torch.cat([emb, ctx], dim=-1), state["hidden"])
+            feats = torch.tanh(self.readout(torch.cat([h, emb, ctx], dim=-1)))
+            return self._output(feats, None, None, emb, state), state.replace(hidden=hidden), None
+        return self._attend_steps(emb, state)
+
+    def _attend_steps(self, emb: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState, Tensor]:
+        """The attention styles. Without feedback into the recurrence (Luong, no input feeding)
+        the RNN runs over all T steps in one call and only attention loops; otherwise each step
+        needs the last one's context (Bahdanau) or h̃ (input feeding)."""
+        assert self.attention is not None
+        keys, step0 = state["keys"], int(state["step"][0]) if emb.size(0) else 0
+        hidden, feed = state["hidden"], state["input_feed"]
+        luong_parallel = self.style == "luong" and feed is None
+        if luong_parallel:
+            outs, hidden = self.rnn(emb, hidden)  # (B, T, H)
+        feats, ctxs, queries, weights = [], [], [], []
+        for t in range(emb.size(1)):
+            x = emb[:, t : t + 1]  # (B, 1, E)
+            if self.style == "bahdanau":
+                ctx, w = self.attention(hidden.h[-1], keys, step0 + t)  # query s_{t-1}
+                h_t, hidden = self.rnn(torch.cat([x, ctx.unsqueeze(1)], dim=-1), hidden)
+                h_t = h_t.squeeze(1)
+                feat = torch.tanh(self.readout(torch.cat([h_t, x.squeeze(1), ctx], dim=-1)))
+            else:
+                if luong_parallel:
+                    h_t = outs[:, t]
+                else:
+                    h_t, hidden = self.rnn(torch.cat([x, feed.unsqueeze(1)], dim=-1), hidden)
+                    h_t = h_t.squeeze(1)
+                ctx, w = self.attention(h_t, keys, step0 + t)  # query h_t
+                feat = self.combine(h_t, ctx)
+                feed = feat if feed is not None else None
+            feats.append(feat)
+            ctxs.append(ctx)
+            queries.append(h_t)
+            weights.append(w)
+        attn = torch.stack(weights, dim=1)  # (B, T, S)
+        copy = (torch.stack(ctxs, dim=1), torch.stack(queries, dim=1))
+        log_probs = self._output(torch.stack(feats, dim=1), attn, copy, emb, state)
+        new = state.replace(hidden=hidden, input_feed=feed, step=state["step"] + emb.size(1))
+        return log_probs, new, attn
+
+    def _output(
+        self,
+        feats: Tensor,
+        attn: Tensor | None,
+        copy: tuple[Tensor, Tensor] | None,
+        emb: Tensor,
+        state: DecodeState,
+    ) -> Tensor:
+        """Features (B, T, F) → log-probs (B, T, V'), mixed with the copy distribution if any."""
+        x = self.drop(feats)
+        if self.proj is not None:
+            x = self.proj(x)
+        logits = self.out(x)  # (B, T, V)
+        if self.p_gen is None or attn is None or copy is None:
+            return F.log_softmax(logits, dim=-1)
+        ctx, h = copy
+        p_gen = torch.sigmoid(self.p_gen(torch.cat([ctx, h, emb], dim=-1)))  # (B, T, 1)
+        src_map: Tensor = state["src_map"]  # (B, S)
+        size = max(self.vocab_size, int(src_map.max()) + 1) if src_map.numel() else self.vocab_size
+        if size > self.vocab_size:
+            size = self.vocab_size + len(self.src_to_tgt)  # a fixed width for beam bookkeeping
+        probs = F.softmax(logits, dim=-1) * p_gen
+        probs = F.pad(probs, (0, size - self.vocab_size))
+        index = src_map.unsqueeze(1).expand(-1, attn.size(1), -1)  # (B, T, S)
+        probs = probs.scatter_add(2, index, attn * (1 - p_gen))
+        return torch.log(probs.clamp(min=1e-12))
+
+    def forward(
+        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced pass: log-probs (B, T, V) and attention (B, T, S) or None."""
+        state = self.encode(src_tokens, src_lengths, extend=False)
+        log_probs, _, attn = self.decode(prev_output_tokens, state)
+        return log_probs, attn
+
+    def step(
+        self, prev_tokens: Tensor, state: DecodeState
+    ) -> tuple[Tensor, DecodeState, Tensor | None]:
+        """One step for every row (the :class:`IncrementalDecoder` contract): (B,) → (B, V')."""
+        log_probs, state, attn = self.decode(prev_tokens.unsqueeze(1), state)
+        return log_probs.squeeze(1), state, None if attn is None else attn.squeeze(1)
+
+
+def _help(name: str) -> str:
+    return Seq2SeqConfig.__dataclass_fields__[name].metadata["help"]
+
+
+@dataclass(frozen=True)
+class SutskeverConfig(Seq2SeqConfig):
+    """``seq2seq`` defaults: 4-layer LSTMs, final state copied, source reversed, init ±0.08."""
+
+    encoder_layers: int = opt(4, _help("encoder_layers"))
+    decoder_layers: int = opt(4, _help("decoder_layers"))
+    bridge: Literal["copy", "linear", "zero"] = opt("copy", _help("bridge"))
+    reverse_source: bool = opt(True, _help("reverse_source"))
+    init_range: float = opt(0.08, _help("init_range"))
+
+
+@dataclass(frozen=True)
+class ChoConfig(Seq2SeqConfig):
+    """``seq2seq_cho`` defaults: GRU, summary fed to every step and the readout, tanh bridge."""
+
+    cell: str = opt("gru", _help("cell"))
+    feed_context: bool = opt(True, _help("feed_context"))
+
+
+@dataclass(frozen=True)
+class AttentionConfig(Seq2SeqConfig):
+    """``attention_seq2seq`` defaults: Luong's global ``general`` attention with input feeding."""
+
+    attention: str = opt("general", _help("attention"))
+    input_feeding: bool = opt(True, _help("input_feeding"))
+
+
+@register_model("seq2seq", task="translation")
+class SutskeverSeq2Seq(Seq2Seq):
+    """Sutskever et al. 2014: deep LSTM encoder-decoder; final encoder state starts the decoder."""
+
+    config_class = SutskeverConfig
+
+
+@register_model("seq2seq_cho", task="translation")
+class ChoSeq2Seq(Seq2Seq):
+    """Cho et al. 2014: GRU encoder-decoder; the context vector feeds every decoder step."""
+
+    config_class = ChoConfig
+
+
+@register_model("attention_seq2seq", task="translation")
+class AttentionSeq2Seq(Seq2Seq):
+    """Attention encoder-decoder: Bahdanau or Luong (global/local-m/local-p, input feeding)."""
+
+    config_class = AttentionConfig
+
+
+@register_architecture("luong_wmt15", model="attention_seq2seq")
+def luong_wmt15() -> dict:
+    """Luong et al. 2015: 4x1000 LSTM, local-p general attention, input feeding, dropout 0.2."""
+    return {
+        "encoder_embed_dim": 1000, "encoder_hidden_size": 1000, "encoder_layers": 4,
+        "decoder_embed_dim": 1000, "decoder_hidden_size": 1000, "decoder_layers": 4,
+        "attention": "general", "attention_mode": "local-p", "attention_window": 10,
+        "input_feeding": True, "bridge": "copy", "dropout": 0.2, "init_range": 0.1,
+    }  # fmt: skip
+
+
+@register_architecture("bahdanau_rnnsearch", model="attention_seq2seq")
+def bahdanau_rnnsearch() -> dict:
+    """Bahdanau et al. 2015 RNNsearch: bi-GRU encoder 1000, GRU decoder 1000, additive attention."""
+    return {
+        "cell": "gru", "encoder_embed_dim": 620, "encoder_hidden_size": 1000,
+        "encoder_bidirectional": True, "decoder_embed_dim": 620, "decoder_hidden_size": 1000,
+        "attention": "bahdanau", "input_feeding": False, "bridge": "linear",
+    }  # fmt: skip
+
+
+@register_architecture("multi30k", model="attention_seq2seq")
+def multi30k() -> dict:
+    """Our Multi30k En-De recipe: bi-LSTM 256 encoder, LSTM 512 decoder, general + input feeding."""
+    return {
+        "encoder_embed_dim": 256, "encoder_hidden_size": 256, "encoder_bidirectional": True,
+        "decoder_embed_dim": 256, "decoder_hidden_size": 512, "attention": "general",
+        "input_feeding": True, "bridge": "linear", "dropout": 0.3,
+        "share_decoder_input_output_embed": True,
+    }  # fmt: skip

@@ -1,0 +1,405 @@
+"""Translation: parallel binarized data, teacher-forced training, decoding and BLEU.
+
+Data is ``{split}.{src}-{tgt}.{lang}.{bin,idx}`` with ``dict.{lang}.txt`` (``rnnkit preprocess
+--task translation``); both sides end in ``</s>``. Training batches are length-bucketed under
+``--max-tokens``/``--batch-size`` (:mod:`rnnkit.data.buckets`), in an order drawn once per epoch
+from the run's data RNG and kept in the iterator's state, so a resumed run continues mid-epoch
+with the same batches. The decoder input is the target shifted right behind ``</s>`` (fairseq's
+start symbol). Decoding goes through :func:`rnnkit.generation.search.generate`; everything the
+command line and the Python API translate passes through :meth:`TranslationTask.translate`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnkit.config import resolve
+from rnnkit.data.binarized import IndexedDataset
+from rnnkit.data.buckets import batch_by_size, shard
+from rnnkit.dictionary import Dictionary
+from rnnkit.errors import RnnkitError
+from rnnkit.generation.sampling import without_onednn
+from rnnkit.generation.search import Hypothesis, SearchConfig, generate, replace_unk
+from rnnkit.models import MODEL_REGISTRY, resolve_arch
+from rnnkit.reporting import get_reporter
+from rnnkit.tasks import TASK_REGISTRY
+from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
+from rnnkit.training.criteria import Criterion
+
+
+@dataclass
+class PairBatch:
+    """A batch of sentence pairs, right-padded: source (B, S), decoder input and target (B, T)."""
+
+    ids: torch.Tensor  # (B,) example indices in the split
+    src_tokens: torch.Tensor
+    src_lengths: torch.Tensor  # (B,)
+    prev_output_tokens: torch.Tensor  # </s> y_1 … y_{T-1}
+    target: torch.Tensor  # y_1 … y_T (the last real one is </s>)
+
+    def to(self, device: torch.device) -> PairBatch:
+        fields = (self.ids, self.src_tokens, self.src_lengths, self.prev_output_tokens, self.target)
+        return PairBatch(*(t.to(device) for t in fields))
+
+
+def collate(
+    ids: Sequence[int], srcs: Sequence[np.ndarray], tgts: Sequence[np.ndarray], pad: int, eos: int
+) -> PairBatch:
+    """Pad a list of (source, target) id arrays into a :class:`PairBatch`."""
+    b = len(ids)
+    src = torch.full((b, max(len(s) for s in srcs)), pad, dtype=torch.long)
+    tgt = torch.full((b, max(len(t) for t in tgts)), pad, dtype=torch.long)
+    prev = tgt.clone()
+    for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
+        src[i, : len(s)] = torch.from_numpy(s.astype(np.int64))
+        tgt[i, : len(t)] = torch.from_numpy(t.astype(np.int64))
+        prev[i, 0] = eos
+        prev[i, 1 : len(t)] = tgt[i, : len(t) - 1]
+    lengths = torch.tensor([len(s) for s in srcs])
+    return PairBatch(torch.tensor(list(ids)), src, lengths, prev, tgt)
+
+
+class PairIterator:
+    """One epoch of :class:`PairBatch` over a split; its position and seed are its state."""
+
+    def __init__(
+        self, task: TranslationTask, split: str, batches: list[np.ndarray], position: int = 0
+    ) -> None:
+        self.task, self.split, self.batches, self.position = task, split, batches, position
+        self.seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    @property
+    def batches_done(self) -> int:
+        return self.position
+
+    def __iter__(self) -> Iterator[PairBatch]:
+        src, tgt = self.task.datasets(self.split)
+        d = self.task.tgt_dict
+        while self.position < len(self.batches):
+            ids = self.batches[self.position]
+            self.position += 1
+            yield collate(ids.tolist(), [src[i] for i in ids], [tgt[i] for i in ids],
+                          d.pad_index, d.eos_index)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """How raw lines are prepared and post-edited (see :meth:`TranslationTask.translate_lines`)."""
+
+    max_source_positions: int = 1024
+    skip_invalid: bool = False
+    replace_unk: bool = False
+    align_dict: Mapping[str, str] | None = None
+    source_name: str = "<input>"
+    first_line: int = 1
+
+
+@dataclass
+class Translation:
+    """One raw line's decoding: its source tokens and the n-best hypotheses, best first."""
+
+    source: list[str]
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    tokens: list[list[str]] = field(default_factory=list)  # target tokens per hypothesis
+
+
+@TASK_REGISTRY.register("translation")
+class TranslationTask:
+    """Sentence-level translation between a source and a target language."""
+
+    name = "translation"
+
+    def __init__(
+        self,
+        src_dict: Dictionary,
+        tgt_dict: Dictionary,
+        tokenizer: Tokenizer,
+        langs: tuple[str, str],
+        data_dir: str | None = None,
+    ) -> None:
+        self.src_dict, self.tgt_dict, self.tokenizer = src_dict, tgt_dict, tokenizer
+        self.dictionary = tgt_dict  # what the loss ignores padding of
+        self.src_lang, self.tgt_lang = langs
+        self.data_dir = data_dir
+        self._datasets: dict[str, tuple[IndexedDataset, IndexedDataset]] = {}
+
+    # --- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_data_dir(cls, data_dir: str | os.PathLike, meta: Mapping[str, Any]) -> TranslationTask:
+        opts = meta.get("options", {})
+        src, tgt = opts.get("source_lang"), opts.get("target_lang")
+        if not (src and tgt):
+            raise RnnkitError(f"{data_dir}/preprocess.json: no source_lang/target_lang")
+        tok = meta.get("tokenizer", {"name": "space"})
+        name = tok.get("name", "space") if isinstance(tok, Mapping) else str(tok)
+        d = Path(data_dir)
+        return cls(Dictionary.load(d / f"dict.{src}.txt"), Dictionary.load(d / f"dict.{tgt}.txt"),
+                   load_tokenizer(name, data_dir), (src, tgt), os.fspath(data_dir))  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(cls, state: Mapping[str, Any]) -> TranslationTask:
+        dicts = state["dictionaries"]
+        src = Dictionary.from_lines(dicts["source"], source="checkpoint source dictionary")
+        tgt = Dictionary.from_lines(dicts["target"], source="checkpoint target dictionary")
+        langs = tuple(state["langs"])
+        return cls(src, tgt, tokenizer_from_state(state["tokenizer"]), langs)  # type: ignore[arg-type]
+
+    def checkpoint_data(self) -> dict[str, Any]:
+        return {
+            "dictionaries": {
+                "source": self.src_dict.to_lines(),
+                "target": self.tgt_dict.to_lines(),
+            },
+            "tokenizer": self.tokenizer.state(),
+            "langs": [self.src_lang, self.tgt_lang],
+        }
+
+    def build_model(
+        self, arch: str, *layers: Mapping[str, Any] | None
+    ) -> tuple[torch.nn.Module, Any]:
+        cls, cfg = resolve_arch(arch, *layers)
+        if cls.task_name != self.name:
+            raise RnnkitError(
+                f"--arch {arch} is a {cls.task_name!r} model; this data is for task {self.name!r}"
+            )
+        return cls.build(cfg, self.src_dict, self.tgt_dict), cfg
+
+    def model_from_checkpoint(self, state: Mapping[str, Any]) -> torch.nn.Module:
+        cls = MODEL_REGISTRY.get(state["model"])
+        model = cls.build(resolve(cls.config_class, state["model_config"]), self.src_dict,
+                          self.tgt_dict)  # fmt: skip
+        model.load_state_dict(state["model_state"])
+        return model
+
+    # --- data ------------------------------------------------------------------------------
+    def datasets(self, split: str) -> tuple[IndexedDataset, IndexedDataset]:
+        """The memory-mapped source and target datasets of ``split``."""
+        if self.data_dir is None:
+            raise RnnkitError("this task was loaded from a checkpoint and has no data directory")
+        if split not in self._datasets:
+            prefix = Path(self.data_dir) / f"{split}.{self.src_lang}-{self.tgt_lang}"
+            src = IndexedDataset(f"{prefix}.{self.src_lang}")
+            tgt = IndexedDataset(f"{prefix}.{self.tgt_lang}")
+            if len(src) != len(tgt):
+                raise RnnkitError(f"{prefix}: {len(src)} source but {len(tgt)} target sentences")
+            self._datasets[split] = (src, tgt)
+        return self._datasets[split]
+
+    def batches(
+        self, split: str, cfg: Any, seed: int | None = None, limit: bool = False
+    ) -> list[np.ndarray]:
+        """Length-bucketed batches of ``split``; ``limit`` skips over-long pairs with a warning."""
+        src, tgt = self.datasets(split)
+        keep = np.arange(len(src))
+        if limit:
+            ok = (src.sizes <= cfg.max_source_positions) & (tgt.sizes <= cfg.max_target_positions)
+            if not ok.all():
+                get_reporter().warning(
+                    f"{split}: skipped {int((~ok).sum())} pairs longer than "
+                    f"--max-source-positions {cfg.max_source_positions} / "
+                    f"--max-target-positions {cfg.max_target_positions}"
+                )
+            keep = keep[ok]
+        sizes = np.maximum(src.sizes[keep], tgt.sizes[keep]).astype(np.int64)
+        return [keep[b] for b in batch_by_size(sizes, cfg.batch_size, cfg.max_tokens, seed)]
+
+    def train_iterator(
+        self,
+        cfg: Any,
+        model: torch.nn.Module,
+        device: torch.device,
+        generator: torch.Generator,
+        resume: Mapping[str, Any] | None = None,
+        shard_of: tuple[int, int] = (0, 1),
+    ) -> PairIterator:
+        """This epoch's batches of ``train`` (a fresh seed from ``generator`` unless resuming),
+        rank ``shard_of[0]``'s share of ``shard_of[1]``."""
+        resume = resume or {}
+        seed = resume.get("seed")
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        batches = shard(self.batches("train", cfg, seed, limit=True), *shard_of)
+        itr = PairIterator(self, "train", batches, resume.get("position", 0))
+        itr.seed = seed
+        return itr
+
+    # --- loss ------------------------------------------------------------------------------
+    def loss(
+        self,
+        model: torch.nn.Module,
+        batch: PairBatch,
+        itr: Any = None,
+        criterion: Criterion | None = None,
+    ) -> tuple[torch.Tensor, int, int]:
+        """Summed loss of a batch (``criterion`` or plain NLL), its target tokens and sentences."""
+        device = next(model.parameters()).device
+        batch = batch.to(device)
+        log_probs, _ = model(batch.src_tokens, batch.src_lengths, batch.prev_output_tokens)
+        flat, target = log_probs.reshape(-1, log_probs.size(-1)), batch.target.reshape(-1)
+        pad = self.tgt_dict.pad_index
+        if criterion is None:
+            loss = torch.nn.functional.nll_loss(flat, target, ignore_index=pad, reduction="sum")
+        else:  # the criteria take logits; log-probs are their own log-softmax
+            loss = criterion(flat, target)
+        return loss, int((batch.target != pad).sum()), batch.target.size(0)
+
+    @torch.inference_mode()
+    def evaluate(
+        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
+    ) -> dict[str, float]:
+        """NLL per target token (nats), perplexity, and with ``--eval-bleu`` sacreBLEU of the
+        detokenized translations against the detokenized references."""
+        model.eval()
+        total, count = 0.0, 0
+        vcfg = _valid_cfg(cfg)
+        for ids in self.batches(split, vcfg):
+            src, tgt = self.datasets(split)
+            d = self.tgt_dict
+            batch = collate(ids.tolist(), [src[i] for i in ids], [tgt[i] for i in ids],
+                            d.pad_index, d.eos_index)  # fmt: skip
+            loss, n, _ = self.loss(model, batch)
+            total, count = total + loss.item(), count + n
+        nll = total / max(count, 1)
+        result = {"loss": nll, "ppl": math.exp(min(nll, 100.0)), "tokens": count}
+        if cfg.eval_bleu:
+            result["bleu"] = self.bleu(model, split, vcfg, device, _search_cfg(cfg.eval_bleu_args))
+        return result
+
+    def bleu(
+        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device,
+        search: SearchConfig,
+    ) -> float:  # fmt: skip
+        """Corpus sacreBLEU of ``split`` decoded with ``search``."""
+        from rnnkit.scoring import corpus_scores
+
+        hyps, refs = [], []
+        for ids, results in self.generate_split(model, split, cfg, search, device):
+            _, tgt = self.datasets(split)
+            for i, hypos in zip(ids, results, strict=True):
+                hyps.append(self.detokenize(self.target_tokens(hypos[0].tokens) if hypos else []))
+                refs.append(self.detokenize(self.tgt_dict.decode(tgt[i].tolist())))
+        return corpus_scores(hyps, [refs], "bleu")[0].score
+
+    # --- inference -------------------------------------------------------------------------
+    def generate_split(
+        self, model: torch.nn.Module, split: str, cfg: Any, search: SearchConfig,
+        device: torch.device,
+    ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:  # fmt: skip
+        """Decode a binarized split batch by batch: (example ids, their hypotheses)."""
+        src, _ = self.datasets(split)
+        sizes = src.sizes.astype(np.int64)
+        for ids in batch_by_size(sizes, cfg.batch_size, cfg.max_tokens):
+            yield ids.tolist(), self.search(model, [src[i].tolist() for i in ids], search, device)
+
+    @torch.inference_mode()
+    def search(
+        self, model: torch.nn.Module, sources: Sequence[Sequence[int]], search: SearchConfig,
+        device: torch.device,
+    ) -> list[list[Hypothesis]]:  # fmt: skip
+        """Beam search / sampling over source id lists (each ending in ``</s>``, non-empty)."""
+        model.eval()
+        pad = self.src_dict.pad_index
+        src = torch.full((len(sources), max(map(len, sources))), pad, dtype=torch.long)
+        for i, s in enumerate(sources):
+            src[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        lengths = torch.tensor([len(s) for s in sources])
+        d = self.tgt_dict
+        with without_onednn():  # oneDNN is several times slower for one-step recurrences
+            return generate(model, src.to(device), lengths.to(device), search, d.eos_index,
+                            d.pad_index, d.unk_index)  # fmt: skip
+
+    def encode_source(self, line: str) -> list[int]:
+        """A raw source line → its ids, ending in ``</s>``."""
+        return self.src_dict.encode(self.tokenizer.encode(line), append_eos=True)
+
+    def target_tokens(self, ids: torch.Tensor | Sequence[int]) -> list[str]:
+        """Hypothesis ids → target tokens; copied ids past the vocabulary are source words."""
+        v, out = len(self.tgt_dict), []
+        skip = {self.tgt_dict.eos_index, self.tgt_dict.pad_index, self.tgt_dict.bos_index}
+        for i in ids.tolist() if isinstance(ids, torch.Tensor) else ids:
+            if i >= v:
+                out.append(self.src_dict[i - v])
+            elif i not in skip:
+                out.append(self.tgt_dict[i])
+        return out
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return self.tokenizer.decode(tokens)
+
+    def translate_lines(
+        self,
+        model: torch.nn.Module,
+        lines: Sequence[str],
+        search: SearchConfig,
+        device: torch.device,
+        options: TranslateOptions | None = None,
+    ) -> list[Translation]:
+        """Translate raw lines (one batch): one :class:`Translation` per line, in order.
+
+        Empty lines give no hypotheses; a line longer than ``max_source_positions`` tokens is
+        truncated, or skipped (no hypotheses) with ``skip_invalid`` — with a warning naming the
+        line (``options.first_line`` numbers the first one of ``lines``).
+        """
+        o = options or TranslateOptions()
+        out = [Translation(self.tokenizer.encode(line)) for line in lines]
+        todo = []
+        for n, t in enumerate(out):
+            where = f"{o.source_name}:{o.first_line + n}"
+            if len(t.source) + 1 > o.max_source_positions:
+                action = "skipped" if o.skip_invalid else "truncated"
+                get_reporter().warning(
+                    f"{where}: {len(t.source) + 1} source tokens exceed --max-source-positions "
+                    f"{o.max_source_positions}; {action}"
+                )
+                if o.skip_invalid:
+                    continue
+                t.source = t.source[: o.max_source_positions - 1]
+            if t.source:
+                todo.append(n)
+        if todo:
+            ids = [self.src_dict.encode(out[n].source, append_eos=True) for n in todo]
+            for n, hypos in zip(todo, self.search(model, ids, search, device), strict=True):
+                out[n].hypotheses = hypos
+                out[n].tokens = [self.hypothesis_tokens(h, out[n].source, o) for h in hypos]
+        return out
+
+    def hypothesis_tokens(
+        self, hypo: Hypothesis, source: list[str], options: TranslateOptions
+    ) -> list[str]:
+        """The target tokens of ``hypo``, with ``--replace-unk`` applied through its alignment."""
+        tokens = self.target_tokens(hypo.tokens)
+        if options.replace_unk and hypo.alignment is not None:
+            unk = self.tgt_dict[self.tgt_dict.unk_index]
+            tokens = replace_unk(tokens, source, hypo.alignment.tolist(), options.align_dict, unk)
+        return tokens
+
+
+def _valid_cfg(cfg: Any) -> Any:
+    """Validation batches: ``--valid-batch-size`` sentences (default ``--batch-size``)."""
+    from dataclasses import replace
+
+    return replace(cfg, batch_size=cfg.valid_batch_size or cfg.batch_size)
+
+
+def _search_cfg(args: str) -> SearchConfig:
+    """``--eval-bleu-args`` JSON → :class:`SearchConfig`."""
+    try:
+        fields = json.loads(args or "{}")
+    except json.JSONDecodeError as e:
+        raise RnnkitError(f"--eval-bleu-args: invalid JSON: {e.msg}") from None
+    return resolve(SearchConfig, fields, source="--eval-bleu-args")
