@@ -1,8 +1,9 @@
-"""``rnnkit score``: perplexity of a language model, or BLEU/chrF/TER of text against references.
+"""``rnnkit score``: perplexity of a language model, or a system output against references.
 
 With ``--path`` it scores a model on binarized data or raw lines; with ``--sys`` it scores a
-system output against ``--ref`` files through :mod:`rnnkit.scoring`, printing exactly what the
-``sacrebleu`` command line prints.
+system output against ``--ref`` files through :mod:`rnnkit.scoring`: BLEU/chrF/TER printed
+exactly as the ``sacrebleu`` command line prints them, or, for tag and label files, CoNLL span
+F1 (``--metric f1``), tag accuracy (``acc``) and line accuracy (``label_acc``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rnnkit.io import read_text_lines
 from rnnkit_cli.common import UserDirOption, setup_plugins
 
 app = typer.Typer()
-TEXT = "Text metrics (sacreBLEU)"
+TEXT = "Text and tagging metrics"
 
 
 @app.command("score")
@@ -64,8 +65,9 @@ def score(
     metric: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated metrics: bleu, chrf, ter (default: bleu); reported in "
-            "sacrebleu's order.",
+            help="Comma-separated metrics: bleu, chrf, ter (default: bleu; reported in "
+            "sacrebleu's order), or for tag/label files f1 (CoNLL BIO spans), acc (per tag), "
+            "label_acc (per line).",
             rich_help_panel=TEXT,
         ),
     ] = None,
@@ -105,11 +107,13 @@ def score(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     user_dir: UserDirOption = None,
 ) -> None:
-    """Perplexity of a language model, or BLEU/chrF/TER of a system output (as sacrebleu).
+    """Perplexity of a language model, BLEU/chrF/TER of a system output (as sacrebleu), or
+    span F1 and accuracy of predicted tags.
 
     Examples: `rnnkit score data-bin/ptb --path runs/ptb/checkpoint_best.pt --subset valid` ·
     `printf 'the apple and pear salad\\n' | rnnkit score --path runs/ptb/checkpoint_best.pt
-    --input -` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter`
+    --input -` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter` ·
+    `rnnkit score --sys hyp.tags --ref atis/valid/seq.out --metric f1,acc`
     """
     if sys_file is not None:
         lm_options = {"--path": path, "DATA": data, "--input": input}
@@ -117,6 +121,14 @@ def score(
         given = [name for name, value in lm_options.items() if value is not None]
         if given:
             raise RnnkitError(f"--sys scores text and takes no model options: drop {given[0]}")
+        if metric is not None and scoring.metric_family(metric) == "tags":
+            bleu_options = {"--tokenize": tokenize, "--lowercase": lowercase or None}
+            bleu_options |= {"--sentence-level": sentence_level or None}
+            given = [name for name, value in bleu_options.items() if value is not None]
+            if given:
+                raise RnnkitError(f"{given[0]} applies to bleu, chrf and ter, not to {metric}")
+            _score_tags(sys_file, refs or [], metric, encoding_errors, as_json)
+            return
         _score_text(
             sys_file,
             refs or [],
@@ -147,15 +159,8 @@ def _score_text(
     as_json: bool,
 ) -> None:
     """Score ``sys_file`` against ``refs`` and print sacrebleu's text or JSON output."""
-    if errors not in ("strict", "replace"):
-        raise RnnkitError(f"--encoding-errors must be strict or replace, not {errors!r}")
-    if not refs:
-        raise RnnkitError("--sys needs at least one --ref FILE")
     metrics = scoring.parse_metrics(metric)
-    if sys_file == "-":
-        sys_name, hyps = "<stdin>", scoring.split_segments(sys.stdin.buffer.read(), errors=errors)
-    else:
-        sys_name, hyps = sys_file, scoring.read_segments(sys_file, errors)
+    sys_name, hyps = _read_sys(sys_file, refs, errors)
     ref_lines = [scoring.read_segments(r, errors) for r in refs]
     scoring.check_lengths(hyps, ref_lines, sys_name, [str(r) for r in refs])
     if sentence_level:
@@ -168,6 +173,27 @@ def _score_text(
                 print("\t".join(r.text for r in results))
         return
     results = scoring.corpus_scores(hyps, ref_lines, metrics, tokenize, lowercase)
+    print(scoring.format_json(results) if as_json else "\n".join(scoring.format_text(results)))
+
+
+def _read_sys(sys_file: str, refs: list[Path], errors: str) -> tuple[str, list[str]]:
+    """The name and lines of ``--sys`` (a file or ``-``), after checking the shared options."""
+    if errors not in ("strict", "replace"):
+        raise RnnkitError(f"--encoding-errors must be strict or replace, not {errors!r}")
+    if not refs:
+        raise RnnkitError("--sys needs at least one --ref FILE")
+    if sys_file == "-":
+        return "<stdin>", scoring.split_segments(sys.stdin.buffer.read(), errors=errors)
+    return sys_file, scoring.read_segments(sys_file, errors)
+
+
+def _score_tags(sys_file: str, refs: list[Path], metric: str, errors: str, as_json: bool) -> None:
+    """Span F1 / accuracies of the tag or label lines of ``sys_file`` against one reference."""
+    if len(refs) > 1:
+        raise RnnkitError(f"--metric {metric} takes one --ref FILE, not {len(refs)}")
+    sys_name, hyps = _read_sys(sys_file, refs, errors)
+    ref_lines = scoring.read_segments(refs[0], errors)
+    results = scoring.tag_scores(hyps, ref_lines, metric, sys_name, str(refs[0]))
     print(scoring.format_json(results) if as_json else "\n".join(scoring.format_text(results)))
 
 
