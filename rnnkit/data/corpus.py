@@ -2,7 +2,8 @@
 
 A task reads one or more line-parallel *streams* per split: ``lm`` one text file; ``translation``
 ``PREFIX.SRC`` and ``PREFIX.TGT``; ``tagging`` a folder with ``seq.in`` (tokens), ``seq.out`` (one
-tag per token) and optionally ``label`` (one label per line). This module names those files and
+tag per token) and optionally ``label`` (one label per line); ``classification`` the same folder's
+``seq.in`` and ``label``. This module names those files and
 the outputs (fairseq's names: ``dict.{lang}.txt``, ``{split}.{src}-{tgt}.{lang}.{bin,idx}``,
 ``{split}.{bin,idx}`` for lm), checks that parallel files have as many lines, and cuts a split
 into line ranges whose byte offsets in every file let workers read them independently.
@@ -66,7 +67,7 @@ TAGGING_FILES = {"in": "seq.in", "tags": "seq.out", "label": "label"}
 
 
 def task_streams(task: str, src: str | None, tgt: str | None, labels: bool) -> tuple[Stream, ...]:
-    """The streams of ``task``; ``labels`` adds tagging's per-line label stream."""
+    """The streams of ``task``; ``labels`` adds the per-line label stream."""
     if task == "lm":
         return (Stream("text", "text", "", "dict.txt", True),)
     if task == "translation":
@@ -77,7 +78,8 @@ def task_streams(task: str, src: str | None, tgt: str | None, labels: bool) -> t
         )
     # Tagging appends no </s>: token i and tag i must stay aligned one to one.
     streams = [Stream("in", "text", "in", "dict.in.txt", False)]
-    streams.append(Stream("tags", "tags", "tags", "dict.tags.txt", False))
+    if task == "tagging":
+        streams.append(Stream("tags", "tags", "tags", "dict.tags.txt", False))
     if labels:
         streams.append(Stream("label", "label", "label", "dict.label.txt", False))
     return tuple(streams)
@@ -104,10 +106,9 @@ def split_names(kind: str, prefixes: list[str]) -> list[str]:
 
 def open_split(task: str, name: str, prefix: str, streams: tuple[Stream, ...]) -> Split:
     """Check every file of a split exists and all have one line count; return the :class:`Split`."""
-    if task == "tagging" and not Path(prefix).is_dir():
-        raise RnnkitError(
-            f"{prefix}: expected a folder with seq.in, seq.out (and label) for --task tagging"
-        )
+    if task in ("tagging", "classification") and not Path(prefix).is_dir():
+        files = "seq.in, seq.out (and label)" if task == "tagging" else "seq.in and label"
+        raise RnnkitError(f"{prefix}: expected a folder with {files} for --task {task}")
     paths = tuple(check_readable(input_path(task, prefix, s)) for s in streams)
     counts = [count_lines(p) for p in paths]
     for path, n in zip(paths[1:], counts[1:], strict=True):

@@ -38,8 +38,10 @@ MANIFEST = "preprocess.json"
 class PreprocessConfig:
     """Options of ``rnnkit preprocess`` (the command line spells them ``--kebab-case``)."""
 
-    task: Literal["lm", "translation", "tagging"] = opt("lm", "lm, translation or tagging")
-    trainpref: str | None = opt(None, "train prefix (a folder for tagging)")
+    task: Literal["lm", "translation", "tagging", "classification"] = opt(
+        "lm", "lm, translation, tagging or classification"
+    )
+    trainpref: str | None = opt(None, "train prefix (a folder for tagging and classification)")
     validpref: tuple[str, ...] = opt((), "valid prefixes, comma-separated: valid, valid1, …")
     testpref: tuple[str, ...] = opt((), "test prefixes, comma-separated: test, test1, …")
     source_lang: str | None = opt(None, "source language suffix (translation)")
@@ -81,8 +83,8 @@ def check_config(cfg: PreprocessConfig) -> None:
         raise RnnkitError("--joined-dictionary is for --task translation")
     if cfg.joined_dictionary and cfg.srcdict and cfg.tgtdict:
         raise RnnkitError("--joined-dictionary takes --srcdict or --tgtdict, not both")
-    if cfg.tgtdict and cfg.task == "lm":
-        raise RnnkitError("--tgtdict is for translation and tagging; lm reuses --srcdict")
+    if cfg.tgtdict and cfg.task in ("lm", "classification"):
+        raise RnnkitError(f"--tgtdict is for translation and tagging; {cfg.task} reuses --srcdict")
     if not (cfg.trainpref or cfg.validpref or cfg.testpref):
         raise RnnkitError("nothing to do: give --trainpref, --validpref or --testpref")
     if cfg.workers < 1 or cfg.padding_factor < 1 or cfg.spm_vocab_size < 1:
@@ -100,7 +102,9 @@ def check_config(cfg: PreprocessConfig) -> None:
 def task_streams(cfg: PreprocessConfig) -> tuple[Stream, ...]:
     """The task's streams; tagging has labels when the first split's folder has a ``label``."""
     first = cfg.trainpref or (cfg.validpref + cfg.testpref)[0]
-    labels = cfg.task == "tagging" and (Path(first) / "label").is_file()
+    labels = cfg.task == "classification" or (
+        cfg.task == "tagging" and (Path(first) / "label").is_file()
+    )
     return _task_streams(cfg.task, cfg.source_lang, cfg.target_lang, labels)
 
 

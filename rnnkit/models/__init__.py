@@ -68,3 +68,4 @@ def resolve_arch(arch: str, *layers: Mapping[str, Any] | None) -> tuple[type, An
 # Built-in models register themselves on import.
 import rnnkit.models.rnn_lm  # noqa: F401,E402
 import rnnkit.models.seq2seq  # noqa: F401,E402
+import rnnkit.models.tagger  # noqa: F401,E402

@@ -56,4 +56,5 @@ def task_from_checkpoint(state: dict[str, Any]) -> Any:
 
 
 from rnnkit.tasks import lm as _lm  # noqa: E402,F401  (built-in tasks register themselves)
+from rnnkit.tasks import tagging as _tagging  # noqa: E402,F401
 from rnnkit.tasks import translation as _translation  # noqa: E402,F401
