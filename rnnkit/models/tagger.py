@@ -197,7 +197,8 @@ class RNNClassifier(nn.Module):
 def atis_bilstm() -> dict:
     """Joint ATIS slot tagger and intent classifier: BiLSTM 2×200, mean-pooled intent head.
 
-    Chosen on ATIS valid; the comparison is in examples/atis/README.md.
+    Chosen on ATIS valid over 2×100 units (dropout 0.2): about 0.4 F1 better on the mean of the
+    last ten of 40 epochs, on each of three seeds (examples/atis/README.md).
     """
     return dict(cell="lstm", embed_dim=200, hidden_size=200, num_layers=1, bidirectional=True,
                 dropout=0.3, label_head=True, pooling="mean")  # fmt: skip
