@@ -15,11 +15,17 @@ Tiers (folders mirror the package; markers are declared in pyproject.toml):
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
 
-import pytest
+# Tiny models run fastest on one thread, and OpenMP's spinning threads slow down several-fold
+# when another process is busy on a 2-core machine. Set before torch loads, so the subprocesses
+# of the e2e tests (the installed `rnnkit`) inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"

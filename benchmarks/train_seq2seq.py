@@ -1,0 +1,107 @@
+"""Training speed of ``rnnkit train`` (translation) against a bare PyTorch loop, in the same run.
+
+Workload and model: :mod:`seq2seq_workload` ("reversed PTB", 2×256 LSTMs, general attention,
+input feeding, no dropout), Adam 1e-3, batches of 64 sentences. Both sides train on the same
+length-bucketed batches; the rnnkit side is the real loop (``fit``: progress, logging, the final
+checkpoint) stopped by ``--max-update``. Runs alternate (raw, rnnkit, ...) so drift hits both;
+the median target tokens/s of each and their ratio are printed.
+
+    python benchmarks/train_seq2seq.py --updates 60 --repeats 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seq2seq_workload import MODEL, RawSeq2Seq, make_workload  # noqa: E402
+
+from rnnkit.config import resolve  # noqa: E402
+from rnnkit.tasks import load_task  # noqa: E402
+from rnnkit.tasks.translation import collate  # noqa: E402
+from rnnkit.training.config import TrainConfig  # noqa: E402
+from rnnkit.training.loop import build_run, fit  # noqa: E402
+
+BATCH = 64
+
+
+def train_config(updates: int) -> TrainConfig:
+    return resolve(TrainConfig, dict(batch_size=BATCH, optimizer="adam", lr=1e-3, seed=1,
+                                     max_update=updates, log_interval=1e9, reset=True,
+                                     no_epoch_checkpoints=True))  # fmt: skip
+
+
+def raw_loop(data: Path, updates: int) -> float:
+    """Bare PyTorch on the batches rnnkit would train on. Returns target tokens/s."""
+    torch.manual_seed(1)
+    task = load_task(data)
+    pad, eos = task.tgt_dict.pad_index, task.tgt_dict.eos_index
+    model = RawSeq2Seq(len(task.src_dict), len(task.tgt_dict), pad)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    src, tgt = task.datasets("train")
+    batches = task.batches("train", train_config(updates), seed=1)
+    tokens, t0 = 0, time.perf_counter()
+    for ids in batches[:updates]:
+        batch = collate(ids.tolist(), [src[i] for i in ids], [tgt[i] for i in ids], pad, eos)
+        loss, n = model.loss(batch, pad)
+        opt.zero_grad(set_to_none=True)
+        (loss / n).backward()
+        opt.step()
+        tokens += n
+    return tokens / (time.perf_counter() - t0)
+
+
+def rnnkit_loop(data: Path, updates: int, save_dir: Path) -> float:
+    """The real ``rnnkit train`` loop for ``updates`` updates. Returns target tokens/s."""
+    run = build_run(train_config(updates), load_task(data), "attention_seq2seq", [MODEL],
+                    save_dir)  # fmt: skip
+    counted = [0]
+    loss = run.task.loss
+
+    def counting_loss(*a, **k):  # count the target tokens the loop trains on
+        result = loss(*a, **k)
+        counted[0] += result[1]
+        return result
+
+    run.task.loss = counting_loss
+    t0 = time.perf_counter()
+    fit(run)
+    return counted[0] / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--updates", type=int, default=60)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_workload(Path(tmp))
+        raw_loop(data, 3)  # warm-up
+        raw, kit = [], []
+        for r in range(args.repeats):
+            raw.append(raw_loop(data, args.updates))
+            kit.append(rnnkit_loop(data, args.updates, Path(tmp) / f"run{r}"))
+            print(f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s",
+                  file=sys.stderr)  # fmt: skip
+    r_med, k_med = statistics.median(raw), statistics.median(kit)
+    print(f"reversed PTB, attention_seq2seq 2x256 general+input feeding, batch {BATCH}, "
+          f"{args.updates} updates x {args.repeats}, threads {torch.get_num_threads()}, "
+          f"{platform.processor() or platform.machine()}")  # fmt: skip
+    print(f"raw PyTorch  {r_med:,.0f} target tok/s")
+    print(f"rnnkit train {k_med:,.0f} target tok/s")
+    print(f"ratio rnnkit/raw {k_med / r_med:.3f}")
+
+
+if __name__ == "__main__":
+    main()
