@@ -174,7 +174,7 @@ def test_data_dir_of_another_task_is_refused(trained, rnnkit_bin, tmp_path):
     assert p.returncode == 2 and "data of task 'tagging', expected 'lm'" in p.stderr
     p = run(rnnkit_bin, "train", str(data), "--arch", "char_rnn", "--save-dir", str(tmp_path / "x"),
             check=False)  # fmt: skip
-    assert p.returncode == 2 and "'tagging' data" in p.stderr, p.stderr
+    assert p.returncode == 2 and "this data is for task 'tagging'" in p.stderr, p.stderr
 
 
 def test_sigterm_saves_and_the_next_run_resumes(trained, rnnkit_bin, tmp_path):
