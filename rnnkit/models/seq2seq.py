@@ -199,26 +199,33 @@ class Seq2Seq(nn.Module):
 
     # --- decoding ---------------------------------------------------------------------------
     def decode(
-        self, prev_tokens: Tensor, state: DecodeState
+        self, prev_tokens: Tensor, state: DecodeState, normalize: bool = True
     ) -> tuple[Tensor, DecodeState, Tensor | None]:
         """T target steps from ``state``: ``prev_tokens`` (B, T) → log-probs (B, T, V'),
         the state after step T, and attention (B, T, S) (None without attention).
 
-        V' is V, or V + |source vocabulary| for a copy model decoding with extended ids.
+        V' is V, or V + |source vocabulary| for a copy model decoding with extended ids. With
+        ``normalize=False`` the scores are logits (log-probs up to a constant per position:
+        cross-entropy normalizes them itself, so training skips one log-softmax); a copy model
+        always returns log-probs.
         """
         tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, self.unk)
         emb = self.drop(self.embed(tokens))  # (B, T, E)
         if self.style == "plain":
             feats, hidden = self.rnn(emb, state["hidden"])
-            return self._output(feats, None, None, emb, state), state.replace(hidden=hidden), None
+            out = self._output(feats, None, None, emb, state, normalize)
+            return out, state.replace(hidden=hidden), None
         if self.style == "cho":
             ctx = state["context"].unsqueeze(1).expand(-1, emb.size(1), -1)  # (B, T, K)
             h, hidden = self.rnn(torch.cat([emb, ctx], dim=-1), state["hidden"])
             feats = torch.tanh(self.readout(torch.cat([h, emb, ctx], dim=-1)))
-            return self._output(feats, None, None, emb, state), state.replace(hidden=hidden), None
-        return self._attend_steps(emb, state)
+            out = self._output(feats, None, None, emb, state, normalize)
+            return out, state.replace(hidden=hidden), None
+        return self._attend_steps(emb, state, normalize)
 
-    def _attend_steps(self, emb: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState, Tensor]:
+    def _attend_steps(
+        self, emb: Tensor, state: DecodeState, normalize: bool
+    ) -> tuple[Tensor, DecodeState, Tensor]:
         """The attention styles. Without feedback into the recurrence (Luong, no input feeding)
         the RNN runs over all T steps in one call and only attention loops; otherwise each step
         needs the last one's context (Bahdanau) or h̃ (input feeding)."""
@@ -251,7 +258,7 @@ class Seq2Seq(nn.Module):
             weights.append(w)
         attn = torch.stack(weights, dim=1)  # (B, T, S)
         copy = (torch.stack(ctxs, dim=1), torch.stack(queries, dim=1))
-        log_probs = self._output(torch.stack(feats, dim=1), attn, copy, emb, state)
+        log_probs = self._output(torch.stack(feats, dim=1), attn, copy, emb, state, normalize)
         new = state.replace(hidden=hidden, input_feed=feed, step=state["step"] + emb.size(1))
         return log_probs, new, attn
 
@@ -262,6 +269,7 @@ class Seq2Seq(nn.Module):
         copy: tuple[Tensor, Tensor] | None,
         emb: Tensor,
         state: DecodeState,
+        normalize: bool = True,
     ) -> Tensor:
         """Features (B, T, F) → log-probs (B, T, V'), mixed with the copy distribution if any."""
         x = self.drop(feats)
@@ -269,7 +277,7 @@ class Seq2Seq(nn.Module):
             x = self.proj(x)
         logits = self.out(x)  # (B, T, V)
         if self.p_gen is None or attn is None or copy is None:
-            return F.log_softmax(logits, dim=-1)
+            return F.log_softmax(logits, dim=-1) if normalize else logits
         ctx, h = copy
         p_gen = torch.sigmoid(self.p_gen(torch.cat([ctx, h, emb], dim=-1)))  # (B, T, 1)
         src_map: Tensor = state["src_map"]  # (B, S)
@@ -285,10 +293,11 @@ class Seq2Seq(nn.Module):
     def forward(
         self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor
     ) -> tuple[Tensor, Tensor | None]:
-        """Teacher-forced pass: log-probs (B, T, V) and attention (B, T, S) or None."""
+        """Teacher-forced pass: logits (B, T, V) (log-probs for a copy model; either way what
+        cross-entropy takes) and attention (B, T, S) or None."""
         state = self.encode(src_tokens, src_lengths, extend=False)
-        log_probs, _, attn = self.decode(prev_output_tokens, state)
-        return log_probs, attn
+        scores, _, attn = self.decode(prev_output_tokens, state, normalize=False)
+        return scores, attn
 
     def step(
         self, prev_tokens: Tensor, state: DecodeState

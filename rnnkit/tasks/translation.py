@@ -249,12 +249,14 @@ class TranslationTask:
         """Summed loss of a batch (``criterion`` or plain NLL), its target tokens and sentences."""
         device = next(model.parameters()).device
         batch = batch.to(device)
-        log_probs, _ = model(batch.src_tokens, batch.src_lengths, batch.prev_output_tokens)
-        flat, target = log_probs.reshape(-1, log_probs.size(-1)), batch.target.reshape(-1)
+        scores, _ = model(batch.src_tokens, batch.src_lengths, batch.prev_output_tokens)
+        flat, target = scores.reshape(-1, scores.size(-1)), batch.target.reshape(-1)
         pad = self.tgt_dict.pad_index
         if criterion is None:
-            loss = torch.nn.functional.nll_loss(flat, target, ignore_index=pad, reduction="sum")
-        else:  # the criteria take logits; log-probs are their own log-softmax
+            loss = torch.nn.functional.cross_entropy(
+                flat, target, ignore_index=pad, reduction="sum"
+            )
+        else:  # logits, or a copy model's log-probs (their own log-softmax)
             loss = criterion(flat, target)
         return loss, int((batch.target != pad).sum()), batch.target.size(0)
 

@@ -81,7 +81,8 @@ def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_incremental_decoding_equals_the_full_pass(arch: str, overrides: dict) -> None:
     model = build(arch, overrides)
     src, lengths, prev = batch()
-    full, attn = model(src, lengths, prev)  # (B, T, V)
+    logits, attn = model(src, lengths, prev)  # (B, T, V)
+    full = logits.log_softmax(-1)
     state = model.encode(src, lengths, extend=False)
     steps = []
     for t in range(prev.size(1)):
@@ -99,6 +100,7 @@ def test_padding_changes_nothing(arch: str, overrides: dict) -> None:
     src, lengths, prev = batch()
     full, _ = model(src, lengths, prev)
     alone, _ = model(src[1:2, :3], lengths[1:2], prev[1:2])
+    full, alone = full.log_softmax(-1), alone.log_softmax(-1)
     torch.testing.assert_close(alone, full[1:2], atol=1e-5, rtol=1e-5)
 
 
