@@ -24,7 +24,8 @@ import torch
 
 from rnnkit.config import resolve
 from rnnkit.data.binarized import IndexedDataset
-from rnnkit.data.buckets import batch_by_size, shard
+from rnnkit.data.buckets import batch_by_size
+from rnnkit.data.buckets import shard as shard_batches
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.generation.sampling import without_onednn
@@ -72,9 +73,15 @@ class PairIterator:
     """One epoch of :class:`PairBatch` over a split; its position and seed are its state."""
 
     def __init__(
-        self, task: TranslationTask, split: str, batches: list[np.ndarray], position: int = 0
+        self,
+        task: TranslationTask,
+        split: str,
+        batches: list[np.ndarray],
+        position: int = 0,
+        world: int = 1,
     ) -> None:
         self.task, self.split, self.batches, self.position = task, split, batches, position
+        self.world = world
         self.seed: int | None = None
 
     def __len__(self) -> int:
@@ -94,7 +101,7 @@ class PairIterator:
                           d.pad_index, d.eos_index)  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position, "seed": self.seed}
+        return {"position": self.position * self.world, "seed": self.seed}  # global batches
 
 
 @dataclass(frozen=True)
@@ -225,16 +232,20 @@ class TranslationTask:
         device: torch.device,
         generator: torch.Generator,
         resume: Mapping[str, Any] | None = None,
-        shard_of: tuple[int, int] = (0, 1),
+        *,
+        shard: tuple[int, int] = (0, 1),
     ) -> PairIterator:
-        """This epoch's batches of ``train`` (a fresh seed from ``generator`` unless resuming),
-        rank ``shard_of[0]``'s share of ``shard_of[1]``."""
+        """This epoch's batches of ``train``: one global order from a seed drawn from
+        ``generator`` (or the resumed one), of which worker ``rank`` of ``world`` (``shard``)
+        takes every ``world``-th batch. The saved position counts global batches, so a run
+        resumes under another world size as closely as it divides."""
         resume = resume or {}
         seed = resume.get("seed")
         if seed is None:
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        batches = shard(self.batches("train", cfg, seed, limit=True), *shard_of)
-        itr = PairIterator(self, "train", batches, resume.get("position", 0))
+        rank, world = shard
+        batches = shard_batches(self.batches("train", cfg, seed, limit=True), rank, world)
+        itr = PairIterator(self, "train", batches, resume.get("position", 0) // world, world)
         itr.seed = seed
         return itr
 

@@ -81,7 +81,8 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path):
 
 
 def test_eval_bleu_picks_the_best_checkpoint(tmp_path):
-    run = make_run(tmp_path, "bleu", max_epoch=2, eval_bleu=True, eval_bleu_args='{"beam": 2, "max_len_b": 10}',
+    search = '{"beam": 2, "max_len_b": 10}'
+    run = make_run(tmp_path, "bleu", max_epoch=2, eval_bleu=True, eval_bleu_args=search,
                    best_checkpoint_metric="bleu", maximize_best_checkpoint_metric=True)  # fmt: skip
     fit(run)
     log = (tmp_path / "bleu" / "train_log.jsonl").read_text()
@@ -104,3 +105,18 @@ def test_loss_counts_target_tokens_without_padding(tmp_path):
     _, ntokens, nsentences = run.task.loss(run.model, batch)
     assert ntokens == int((batch.target != 1).sum()) and nsentences == batch.target.size(0)
     assert torch.equal(batch.prev_output_tokens[:, 0], torch.full((nsentences,), 2))
+
+
+def test_worker_shards_split_one_global_order(tmp_path):
+    run = make_run(tmp_path, "shard")
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731  every worker's generator agrees
+    whole = run.task.train_iterator(run.cfg, run.model, run.device, g())
+    parts = [run.task.train_iterator(run.cfg, run.model, run.device, g(), shard=(r, 2))
+             for r in range(2)]  # fmt: skip
+    assert len(parts[0]) == len(parts[1]) == len(whole) // 2
+    interleaved = [b for pair in zip(*(p.batches for p in parts), strict=True) for b in pair]
+    assert [b.tolist() for b in interleaved] == [
+        b.tolist() for b in whole.batches[: len(interleaved)]
+    ]
+    next(iter(parts[0]))
+    assert parts[0].state_dict()["position"] == 2  # global batches done
