@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnkit.config import resolve
+from rnnkit.errors import RnnkitError
 from rnnkit.registry import Registry, first_line
 
 MODEL_REGISTRY: Registry[type] = Registry("model")
@@ -57,10 +58,19 @@ def register_architecture(name: str, model: str) -> Callable[[Callable[[], dict]
     return wrap
 
 
-def resolve_arch(arch: str, *layers: Mapping[str, Any] | None) -> tuple[type, Any]:
-    """The model class and its config for ``arch``, with ``layers`` applied over the preset."""
+def resolve_arch(
+    arch: str, *layers: Mapping[str, Any] | None, task: str | None = None
+) -> tuple[type, Any]:
+    """The model class and its config for ``arch``, with ``layers`` applied over the preset.
+
+    With ``task``, an architecture of another task is a clear error.
+    """
     preset = ARCH_REGISTRY.get(arch)
     cls = MODEL_REGISTRY.get(preset.model)
+    if task is not None and cls.task_name != task:
+        raise RnnkitError(
+            f"--arch {arch} is a {cls.task_name!r} model; this data is for task {task!r}"
+        )
     cfg = resolve(cls.config_class, preset.overrides, *layers, source=f"option of --arch {arch}")
     return cls, cfg
 

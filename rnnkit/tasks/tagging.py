@@ -104,11 +104,7 @@ class SentenceTask:
     def build_model(
         self, arch: str, *layers: Mapping[str, Any] | None
     ) -> tuple[torch.nn.Module, Any]:
-        cls, cfg = resolve_arch(arch, *layers)
-        if cls.task_name != self.name:
-            raise RnnkitError(
-                f"--arch {arch} is a {cls.task_name!r} model; this data is for task {self.name!r}"
-            )
+        cls, cfg = resolve_arch(arch, *layers, task=self.name)
         return self.build(cls, cfg), cfg
 
     def build(self, cls: type, cfg: Any) -> torch.nn.Module:

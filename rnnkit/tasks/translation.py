@@ -179,11 +179,7 @@ class TranslationTask:
     def build_model(
         self, arch: str, *layers: Mapping[str, Any] | None
     ) -> tuple[torch.nn.Module, Any]:
-        cls, cfg = resolve_arch(arch, *layers)
-        if cls.task_name != self.name:
-            raise RnnkitError(
-                f"--arch {arch} is a {cls.task_name!r} model; this data is for task {self.name!r}"
-            )
+        cls, cfg = resolve_arch(arch, *layers, task=self.name)
         return cls.build(cfg, self.src_dict, self.tgt_dict), cfg
 
     def model_from_checkpoint(self, state: Mapping[str, Any]) -> torch.nn.Module:
