@@ -1,6 +1,8 @@
 """``rnnkit generate``: decode a binarized split or raw lines (a file or stdin) with a model.
 
-Two modes, one library underneath (:class:`rnnkit.tasks.translation.TranslationTask`):
+Translation checkpoints are decoded here; tagging and classification checkpoints are handed to
+:mod:`rnnkit_cli.generate_tags` (tags and labels, same two modes). For translation, two modes,
+one library underneath (:class:`rnnkit.tasks.translation.TranslationTask`):
 
 - ``rnnkit generate DATA_DIR --path CKPT --gen-subset test`` prints fairseq's ``S-/T-/H-/D-/P-``
   (and ``A-``) lines per sentence and a final sacreBLEU line;
@@ -33,7 +35,7 @@ from rnnkit.tasks.translation import TranslateOptions, Translation, TranslationT
 from rnnkit_cli.common import UserDirOption, setup_plugins
 
 app = typer.Typer()
-SEARCH, IO_PANEL, OUT = "Search", "Input", "Output"
+SEARCH, IO_PANEL, OUT = "Search (translation)", "Input", "Output"
 
 
 def _opt(help: str, panel: str = SEARCH, *names: str) -> Any:  # noqa: A002
@@ -52,7 +54,7 @@ def generate(
     input: Annotated[  # noqa: A002
         str | None,
         _opt(
-            "Raw text to translate, one sentence per line; - is stdin.", IO_PANEL, "--input", "-i"
+            "Raw text, one sentence per line; - is stdin.", IO_PANEL, "--input", "-i"
         ),  # fmt: skip
     ] = None,
     buffer_size: Annotated[
@@ -101,7 +103,13 @@ def generate(
     post_process: Annotated[
         bool, _opt("Detokenize output with the model's tokenizer (raw mode; D- lines).", OUT)
     ] = True,
-    quiet: Annotated[bool, _opt("Binarized data: print only the BLEU line.", OUT)] = False,
+    quiet: Annotated[
+        bool, _opt("Binarized data: print only the final BLEU (or F1/accuracy) line.", OUT)
+    ] = False,
+    print_label: Annotated[
+        bool,
+        _opt("Tagging, raw input: print LABEL, a tab, TAGS (a tagger with a label head).", OUT),
+    ] = False,
     output: Annotated[
         Path | None, _opt("Write results here (atomically) instead of stdout.", OUT)
     ] = None,
@@ -109,11 +117,23 @@ def generate(
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: default).")] = 0,
     user_dir: UserDirOption = None,
 ) -> None:
-    """Translate a binarized split (S-/T-/H-/D-/P- lines + sacreBLEU) or raw lines.
+    """Translate, tag or classify a binarized split or raw lines (one output line per line).
+
+    Translation: per sentence of DATA fairseq's S-/T-/H-/D-/P- lines and a final sacreBLEU line;
+    per raw line its translation.
+
+    Tagging: per raw line the predicted tags, space-separated, one per token of the model's
+    tokenizer (with `--print-label`: LABEL, a tab, the tags). Classification: per raw line its
+    label. A line without tokens gives an empty line. For DATA: S-i (tokens), T-i / H-i (gold /
+    predicted tags), TL-i / HL-i (gold / predicted label, then its probability) and a final line
+    with span F1, tag accuracy and label accuracy. Search options apply to translation only.
 
     Examples:
     `rnnkit generate data-bin/multi30k --path runs/m30k/checkpoint_best.pt --gen-subset test`;
-    `cat test.en | rnnkit generate --path runs/m30k/checkpoint_best.pt --input - | sacrebleu ref.de`
+    `cat test.en | rnnkit generate --path runs/m30k/checkpoint_best.pt -i - | sacrebleu ref.de`;
+    `rnnkit generate runs/atis/data --path runs/atis/bilstm/checkpoint_best.pt --gen-subset valid`;
+    `echo "flights to boston" | rnnkit generate --path runs/atis/bilstm/checkpoint_best.pt -i -`;
+    `rnnkit generate --path atis.pt -i valid/seq.in --print-label > valid.label_tags`
     """
     setup_plugins(user_dir)
     if threads > 0:
@@ -126,10 +146,14 @@ def generate(
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # fmt: skip
     check_readable(path)
     model = load(path, device)
+    if model.task_name in ("tagging", "classification"):
+        generate_tags(model, data, gen_subset, input, buffer_size, batch_size, max_tokens,
+                      print_label, quiet, output)  # fmt: skip
+        return
     if model.task_name != "translation":
         raise RnnkitError(
-            f"{path}: a {model.task_name!r} checkpoint; rnnkit generate decodes translation "
-            "models (rnnkit sample generates from language models)"
+            f"{path}: a {model.task_name!r} checkpoint; rnnkit generate decodes translation, "
+            "tagging and classification models (rnnkit sample generates from language models)"
         )
     options = TranslateOptions(
         max_source_positions=max_source_positions,
@@ -147,10 +171,31 @@ def generate(
             )
         else:
             assert input is not None
-            size = buffer_size or (1 if input == "-" and sys.stdin.isatty() else 64)
-            if size < 1:
-                raise RnnkitError("--buffer-size must be at least 1")
-            decode_lines(model, input, size, search, options, show, out)
+            decode_lines(model, input, raw_buffer(input, buffer_size), search, options, show, out)
+
+
+def raw_buffer(input: str, buffer_size: int | None) -> int:  # noqa: A002
+    """Lines per batch in raw mode: ``--buffer-size``, else 1 on a terminal and 64 otherwise."""
+    size = buffer_size or (1 if input == "-" and sys.stdin.isatty() else 64)
+    if size < 1:
+        raise RnnkitError("--buffer-size must be at least 1")
+    return size
+
+
+def generate_tags(
+    model: Pretrained, data: Path | None, subset: str, input: str | None,  # noqa: A002
+    buffer_size: int | None, batch_size: int, max_tokens: int, print_label: bool, quiet: bool,
+    output: Path | None,
+) -> None:  # fmt: skip
+    """Tags or labels of a tagging or classification model (:mod:`rnnkit_cli.generate_tags`)."""
+    from rnnkit_cli.generate_tags import label_lines, label_split
+
+    with sink(output) as out:
+        if data is not None:
+            label_split(model, data, subset, batch_size, max_tokens, quiet, out)
+        else:
+            assert input is not None
+            label_lines(model, input, raw_buffer(input, buffer_size), print_label, out)
 
 
 class Show:

@@ -67,7 +67,10 @@ def preprocess_command(
     Examples: `rnnkit preprocess --task lm --tokenizer char --trainpref train.txt
     --validpref valid.txt --destdir data-bin/shakespeare`;
     `rnnkit preprocess --task translation -s de -t en --trainpref train --validpref val
-    --joined-dictionary --destdir data-bin/multi30k`.
+    --joined-dictionary --destdir data-bin/multi30k`;
+    `rnnkit preprocess --task tagging --trainpref atis/train --validpref atis/valid
+    --destdir data-bin/atis` (folders of seq.in, seq.out and an optional label file;
+    `--task classification` reads seq.in and label).
     """
     setup_plugins(user_dir)
     given = {k: v for k, v in locals().items() if k in _FIELDS and v is not None}

@@ -1,9 +1,10 @@
 """``rnnkit score``: perplexity of a language model, or a system output against references.
 
-With ``--path`` it scores a model on binarized data or raw lines; with ``--sys`` it scores a
-system output against ``--ref`` files through :mod:`rnnkit.scoring`: BLEU/chrF/TER printed
-exactly as the ``sacrebleu`` command line prints them, or, for tag and label files, CoNLL span
-F1 (``--metric f1``), tag accuracy (``acc``) and line accuracy (``label_acc``).
+With ``--path`` it scores a model on binarized data or raw lines (a tagger or classifier: span
+F1, tag and label accuracy on binarized data, as validation reports them); with ``--sys`` it
+scores a system output against ``--ref`` files through :mod:`rnnkit.scoring`: BLEU/chrF/TER
+printed exactly as the ``sacrebleu`` command line prints them, or, for tag and label files, CoNLL
+span F1 (``--metric f1``), tag accuracy (``acc``) and line accuracy (``label_acc``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def score(
         typer.Option("--input", help="Raw text file (or - for stdin): one JSON result per line."),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Streams for perplexity (default: the training batch size).")
+        int | None,
+        typer.Option(
+            help="Streams for perplexity, or sentences per batch for a tagger or classifier "
+            "(default: the training batch size)."
+        ),
     ] = None,
     bptt: Annotated[
         int | None, typer.Option(help="Window length (default: the training bptt).")
@@ -107,10 +112,15 @@ def score(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     user_dir: UserDirOption = None,
 ) -> None:
-    """Perplexity of a language model, BLEU/chrF/TER of a system output (as sacrebleu), or
-    span F1 and accuracy of predicted tags.
+    """Perplexity of a language model, span F1 and accuracies of a tagger or classifier, BLEU/
+    chrF/TER of a system output (as sacrebleu), or span F1 and accuracy of predicted tags.
+
+    With DATA and --path, a tagging checkpoint prints loss, f1 (CoNLL spans), precision, recall,
+    acc (per tag), label_acc (label head) and sent_acc; a classification one loss and acc
+    (percent).
 
     Examples: `rnnkit score data-bin/ptb --path runs/ptb/checkpoint_best.pt --subset valid` ·
+    `rnnkit score runs/atis/data --path runs/atis/bilstm/checkpoint_best.pt --subset valid` ·
     `printf 'the apple and pear salad\\n' | rnnkit score --path runs/ptb/checkpoint_best.pt
     --input -` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter` ·
     `rnnkit score --sys hyp.tags --ref atis/valid/seq.out --metric f1,acc`
@@ -208,7 +218,8 @@ def _score_lm(
     device: str,
     user_dir: list[Path] | None,
 ) -> None:
-    """Perplexity of the model at ``path`` on raw lines (``input``) or on ``data``'s subset."""
+    """Perplexity of the model at ``path`` on raw lines (``input``) or on ``data``'s subset; for
+    a tagging or classification model, its task's metrics on ``data``'s subset."""
     setup_plugins(user_dir)
     if path is None:
         raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
@@ -219,6 +230,14 @@ def _score_lm(
         return
     if data is None:
         raise RnnkitError("give a DATA directory (with --subset) or --input FILE|-")
+    if model.task_name != "lm":
+        if bptt is not None:
+            raise RnnkitError(f"--bptt applies to language models, not to {model.task_name}")
+        m = model.evaluate(data, subset, batch_size=batch_size)
+        shown = " | ".join(f"{k} {v:.4f}" if k == "loss" else f"{k} {v:.2f}"
+                           for k, v in m.items() if k not in ("ppl", "tokens"))  # fmt: skip
+        print(json.dumps({"subset": subset, **m}) if as_json else f"{subset}: {shown}")
+        return
     m = model.perplexity(data, subset, batch_size=batch_size, bptt=bptt)
     if as_json:
         print(json.dumps({"subset": subset, **m}))

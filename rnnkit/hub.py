@@ -1,14 +1,17 @@
 """The Python API over trained models: ``rnnkit.load(path)``.
 
 :func:`load` reads a checkpoint (safely: ``weights_only``), rebuilds its task and model, and
-returns a :class:`Pretrained` whose methods fit the checkpoint's task. The command line calls the
-same methods, so there is one implementation of sampling and scoring.
+returns a :class:`Pretrained` whose methods fit the checkpoint's task (``sample``/``score``: lm;
+``translate``: translation; ``tag``: tagging; ``classify``: classification, or a tagger with a
+label head); any other method raises a one-line :class:`~rnnkit.errors.RnnkitError`. The command
+line calls the same methods, so there is one implementation of each.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -16,6 +19,7 @@ import torch
 from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task, task_from_checkpoint
+from rnnkit.tasks.tagging import model_config
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import pick_device
@@ -123,6 +127,89 @@ class Pretrained:
         """Log-probability (nats), token count and perplexity of each line."""
         self.require("lm", method="score")
         return self.task.score_lines(self.model, list(lines), self.device)
+
+    def tag(self, lines: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+        """Tag raw lines (the model's tokenizer): one dict per line, in order, with ``tokens``
+        and ``tags`` (one per token) and, with a label head, ``label`` and ``prob``."""
+        self.require("tagging", method="tag")
+        return self.task.tag_lines(self.model, list(lines), self.device, batch_size)
+
+    def classify(self, lines: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+        """Label raw lines: one ``{"tokens", "label", "prob"}`` per line, in order. Works for a
+        classification model and for a tagger trained with ``--label-head``."""
+        self.require("classification", "tagging", method="classify")
+        if self.task_name == "tagging" and not model_config(self.model).label_head:
+            raise RnnkitError(
+                "classify() needs a classification model or a tagger with a label head; this "
+                "tagger has none (train it with --label-head)"
+            )
+        return self.task.classify_lines(self.model, list(lines), self.device, batch_size)
+
+    def data_task(self, data_dir: str | os.PathLike) -> Any:
+        """The task of the binarized ``data_dir``: of this model's task, with its dictionaries."""
+        task = load_task(data_dir, expect=self.task_name)
+        ours = self.task.checkpoint_data()["dictionaries"]
+        theirs = task.checkpoint_data()["dictionaries"]
+        for name in sorted(ours.keys() & theirs.keys()):
+            if ours[name] != theirs[name]:
+                raise RnnkitError(
+                    f"{data_dir}: its {name!r} dictionary differs from the model's ({self.arch})"
+                )
+        return task
+
+    def evaluate(
+        self, data_dir: str | os.PathLike, subset: str = "valid", batch_size: int | None = None
+    ) -> dict[str, float]:
+        """The task's validation metrics on a binarized split (percent scores).
+
+        Tagging: ``loss``, ``f1`` (CoNLL spans), ``precision``, ``recall``, token ``acc``, with a
+        label head ``label_acc``, and ``sent_acc``; classification: ``loss`` and ``acc``; lm:
+        :meth:`perplexity`. ``batch_size`` defaults to the training one.
+        """
+        if self.task_name == "lm":
+            return self.perplexity(data_dir, subset, batch_size=batch_size)
+        self.require("tagging", "classification", method="evaluate")
+        task = self.data_task(data_dir)
+        keys = ("batch_size", "valid_batch_size", "max_tokens")
+        trained = {k: v for k, v in self.train_config.items() if k in keys}
+        given = {"valid_batch_size": batch_size} if batch_size else {}
+        return task.evaluate(self.model, subset, resolve(TrainConfig, trained, given), self.device)
+
+    @torch.inference_mode()
+    def predict_split(
+        self, data_dir: str | os.PathLike, subset: str = "test", batch_size: int = 64,
+        max_tokens: int = 0,
+    ) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+        """Tagging or classification of every sentence of a binarized split, one list per batch
+        (batches of similar length, so not in file order).
+
+        Each dict has ``id`` (the sentence's index), ``tokens``, and the gold and predicted
+        ``gold_tags``/``tags`` (tagging) and ``gold_label``/``label``/``prob`` (classification,
+        or a label head; ``gold_label`` is None where the data has no label).
+        """
+        self.require("tagging", "classification", method="predict_split")
+        from rnnkit.tasks.tagging import decode
+
+        task = self.data_task(data_dir)
+        sizes = SimpleNamespace(batch_size=batch_size, valid_batch_size=None, max_tokens=max_tokens)
+        words, tags, labels = task.dictionary, task.tag_dictionary, task.label_dictionary
+        self.model.eval()
+        for batch in task.eval_batches(subset, sizes):
+            outputs = self.model(batch.tokens.to(self.device), batch.lengths.to(self.device))
+            tag_logits, label_logits = outputs if task.has_tags else (None, outputs)
+            hyp = None if tag_logits is None else decode(tag_logits, task.tag_mask).cpu()
+            results = []
+            for row, (i, n) in enumerate(zip(batch.indices, batch.lengths.tolist(), strict=True)):
+                r: dict[str, Any] = {"id": i, "tokens": words.decode(batch.tokens[row, :n])}
+                if hyp is not None and batch.tags is not None:
+                    r["gold_tags"] = [tags[j] for j in batch.tags[row, :n].tolist()]
+                    r["tags"] = [tags[j] for j in hyp[row, :n].tolist()]
+                if label_logits is not None:
+                    gold = None if batch.labels is None else int(batch.labels[row])
+                    r["gold_label"] = None if gold in (None, words.pad_index) else labels[gold]
+                    r |= self.task.label_result(label_logits[row])
+                results.append(r)
+            yield results
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> Pretrained:
