@@ -5,14 +5,18 @@ No ``from __future__ import annotations`` here: the generated signature must hol
 """
 
 import inspect
+import os
+import sys
 import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 
 import typer
 
 from rnnkit.config import fields_of, kebab, load_file, parse_overrides, resolve
+from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task
+from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import build_run, fit
 from rnnkit_cli.common import UserDirOption, setup_plugins
@@ -23,8 +27,38 @@ EPILOG = (
     "Any other `--field-name VALUE` sets a field of the architecture's config, e.g. "
     "`--hidden-size 650 --dropout 0.5`; `rnnkit models ARCH` lists them.\n\n"
     "Example: `rnnkit train data-bin/ptb --arch lstm_lm_zaremba_small --save-dir runs/ptb "
-    "--lr 1 --lr-scheduler zaremba --max-epoch 13 --clip-norm 5 --loss-average sequences`"
+    "--lr 1 --lr-scheduler zaremba --max-epoch 13 --clip-norm 5 --loss-average sequences`\n\n"
+    "Several machines: `torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d "
+    "--rdzv-endpoint HOST:PORT --rdzv-id JOB -m rnnkit_cli train ...` on each (README)."
 )
+NPROC = "--nproc-per-node"
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` without ``--nproc-per-node N`` / ``--nproc-per-node=N``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == NPROC:
+            skip = True
+        elif not a.startswith(NPROC + "="):
+            out.append(a)
+    return out
+
+
+def launch_workers(nproc: int, argv: list[str]) -> NoReturn:
+    """Become torch's launcher (torchrun, one machine), running this command in ``nproc``
+    workers; torchrun stops them all if one fails and exits non-zero."""
+    if "LOCAL_RANK" in os.environ:
+        raise RnnkitError(f"{NPROC}: this is already a torchrun worker; give it to torchrun")
+    # Share the cores out (torchrun would give each worker 1 thread); --threads overrides.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "rnnkit_cli", *_without_nproc(argv)]  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
 
 
 def _cli_type(tp: Any) -> Any:
@@ -82,9 +116,20 @@ def train(
         Path | None, typer.Option(help="JSON file of training and model options.")
     ] = None,
     user_dir: UserDirOption = None,
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            NPROC,
+            help="Train with N worker processes on this machine (DDP through torchrun: one GPU "
+            "each, or gloo on CPU).",
+            rich_help_panel="Scale and speed",
+        ),
+    ] = 1,
     **options: Any,
 ) -> None:
     """Train a model on binarized data; resumes from `SAVE_DIR/checkpoint_last.pt` if present."""
+    if nproc_per_node < 1:
+        raise RnnkitError(f"{NPROC} must be at least 1")
     setup_plugins(user_dir)
     train_fields = set(fields_of(TrainConfig))
     file_layer = load_file(config) if config else {}
@@ -94,9 +139,11 @@ def train(
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     cfg = resolve(TrainConfig, file_train, given)
     task = load_task(data)
+    if nproc_per_node > 1:  # options and data checked once here, not in every worker
+        launch_workers(nproc_per_node, sys.argv[1:])
     model_flags = parse_overrides(ctx.args)
-    run = build_run(cfg, task, arch, [file_model, model_flags], save_dir)
-    fit(run)
+    fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir))
+    distributed.teardown()  # only after success: a failed worker just exits
 
 
 train.__signature__ = inspect.signature(train).replace(  # type: ignore[attr-defined]

@@ -4,7 +4,8 @@ Training data is one contiguous stream of token ids (every line followed by ``</
 ``B`` parallel rows; each update sees the next ``bptt`` columns, and the hidden state is carried
 from one window to the next, detached (Zaremba et al. 2014; Merity et al. 2017 for the
 randomized window length). Position and carried state are part of the iterator's state, so a
-resumed run continues mid-epoch exactly where it stopped.
+resumed run continues mid-epoch exactly where it stopped. With several workers each takes a
+contiguous block of the B rows (see :meth:`LanguageModelingTask.train_iterator`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
+from rnnkit.training import distributed
 from rnnkit.training.criteria import Criterion
 
 
@@ -51,7 +53,11 @@ class Window:
 
 
 class StreamIterator:
-    """Walks BPTT windows over (B, N) rows; keeps the carried hidden state and its position."""
+    """Walks BPTT windows over (B, N) rows; keeps the carried hidden state and its position.
+
+    ``sharded``: the rows are this worker's block of the whole world's, so :meth:`state_dict`
+    gathers the carried state of every worker's rows.
+    """
 
     def __init__(
         self,
@@ -60,10 +66,12 @@ class StreamIterator:
         random_bptt: bool = False,
         generator: torch.Generator | None = None,
         position: int = 0,
+        sharded: bool = False,
     ) -> None:
         self.rows, self.bptt, self.random_bptt = rows, bptt, random_bptt
         self.generator = generator
         self.position = position
+        self.sharded = sharded
         self.carry: Any = None  # the model's hidden state after the last window
 
     def __len__(self) -> int:
@@ -95,10 +103,18 @@ class StreamIterator:
             )
 
     def state_dict(self) -> dict[str, Any]:
-        """Position and carried state as plain data (the state's tensor fields by name)."""
+        """Position and carried state as plain data (the state's tensor fields by name).
+
+        Sharded, every worker must call it together: the carried state of all workers' rows is
+        gathered along the batch dim (1: states are (layers, B, H)), so it covers all B rows.
+        """
         carry = None
         if self.carry is not None:
             carry = {f.name: getattr(self.carry, f.name) for f in dataclasses.fields(self.carry)}
+        if self.sharded:
+            cpu = None if carry is None else {k: _cpu(v) for k, v in carry.items()}
+            parts = distributed.all_gather_object(cpu)
+            carry = None if cpu is None else {k: _cat_rows([p[k] for p in parts]) for k in cpu}
         return {"position": self.position, "carry": carry}
 
     def load_carry(self, carry: dict[str, Any], state_type: type, device: torch.device) -> None:
@@ -106,6 +122,20 @@ class StreamIterator:
         self.carry = state_type(
             **{k: v.to(device) if v is not None else None for k, v in carry.items()}
         )
+
+
+def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().cpu()
+
+
+def _cat_rows(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    return None if parts[0] is None else torch.cat(parts, dim=1)  # type: ignore[arg-type]
+
+
+def _block(n: int, shard: tuple[int, int]) -> slice:
+    """Worker ``rank`` of ``world``'s contiguous block of ``n`` rows (sizes differ by at most 1)."""
+    rank, world = shard
+    return slice(rank * n // world, (rank + 1) * n // world)
 
 
 @TASK_REGISTRY.register("lm")
@@ -173,13 +203,40 @@ class LanguageModelingTask:
         device: torch.device,
         generator: torch.Generator,
         resume: Mapping[str, Any] | None = None,
+        *,
+        shard: tuple[int, int] = (0, 1),
     ) -> StreamIterator:
-        """The epoch's windows over ``train``, continuing ``resume`` (a ``state_dict``) if given."""
+        """The epoch's windows over ``train`` for worker ``shard = (rank, world)``, continuing
+        ``resume`` (a ``state_dict``) if given.
+
+        The ``--batch-size`` B streams are one cut of the whole token stream; worker ``rank``
+        takes rows ``rank*B/world`` to ``(rank+1)*B/world - 1`` (B must be a multiple of
+        ``world``). Every worker walks the same windows (the same count, and random lengths
+        from ``generator``, which all seed alike) over its own rows, so ``world`` workers × B /
+        ``world`` rows make the update of one worker × B rows. ``resume`` holds the position and
+        the carried state of all B rows, so a run resumes exactly under any world size that
+        divides B.
+        """
+        batch, world = cfg.batch_size, shard[1]
+        if batch % world:
+            raise RnnkitError(
+                f"--batch-size {batch} (lm: parallel streams, shared by all workers) is not a "
+                f"multiple of the {world} workers"
+            )
         resume = resume or {}
-        itr = self.iterator("train", cfg.batch_size, cfg.bptt, random_bptt=cfg.random_bptt,
-                            generator=generator, position=resume.get("position", 0))  # fmt: skip
-        if resume.get("carry") is not None:
-            itr.load_carry(resume["carry"], type(model.init_state(1)), device)
+        rows = batchify(self.load_stream("train"), batch)[_block(batch, shard)]
+        itr = StreamIterator(rows, cfg.bptt, random_bptt=cfg.random_bptt, generator=generator,
+                             position=resume.get("position", 0), sharded=world > 1)  # fmt: skip
+        carry = resume.get("carry")
+        if carry is not None:
+            saved = next((v.size(1) for v in carry.values() if v is not None), batch)
+            if saved != batch:
+                raise RnnkitError(
+                    f"the checkpoint carries the state of {saved} streams, not --batch-size "
+                    f"{batch}; resume with --batch-size {saved}, or --reset"
+                )
+            mine = {k: None if v is None else v[:, _block(batch, shard)] for k, v in carry.items()}
+            itr.load_carry(mine, type(model.init_state(1)), device)
         return itr
 
     # --- loss ------------------------------------------------------------------------------
@@ -209,22 +266,36 @@ class LanguageModelingTask:
 
     @torch.inference_mode()
     def evaluate(
-        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
+        self,
+        model: torch.nn.Module,
+        split: str,
+        cfg: Any,
+        device: torch.device,
+        *,
+        shard: tuple[int, int] = (0, 1),
     ) -> dict[str, float]:
         """Mean negative log-likelihood per token (nats), perplexity and bits per token, over
-        ``cfg.valid_batch_size`` (or ``batch_size``) streams in ``cfg.bptt`` windows."""
+        ``cfg.valid_batch_size`` (or ``batch_size``) streams in ``cfg.bptt`` windows.
+
+        Worker ``shard = (rank, world)`` scores its block of the streams and the sums are
+        all-reduced, so every worker returns the numbers of the whole split.
+        """
         model.eval()
-        itr = self.iterator(split, cfg.valid_batch_size or cfg.batch_size, cfg.bptt)
+        rows = batchify(self.load_stream(split), cfg.valid_batch_size or cfg.batch_size)
+        rows = rows[_block(rows.size(0), shard)]
         total, count = 0.0, 0
-        for w in itr:
-            loss, n, _ = self.loss(model, w, itr)
-            total, count = total + loss.item(), count + n
+        if rows.size(0) > 0:
+            itr = StreamIterator(rows, cfg.bptt)
+            for w in itr:
+                loss, n, _ = self.loss(model, w, itr)
+                total, count = total + loss.item(), count + n
+        total, count = distributed.all_reduce_sum([total, count])
         nll = total / max(count, 1)
         return {
             "loss": nll,
             "ppl": math.exp(min(nll, 100.0)),
             "bpc": nll / math.log(2),
-            "tokens": count,
+            "tokens": int(count),
         }
 
     @torch.inference_mode()

@@ -10,19 +10,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from rnnkit.errors import RnnkitError
+
 
 def _f(default: Any, help: str, group: str) -> Any:  # noqa: A002
     return dataclasses.field(default=default, metadata={"help": help, "group": group})
 
 
 DATA, OPTIM, SCHED, CKPT, RUN = "Data", "Optimization", "LR schedule", "Checkpoints", "Run"
+SCALE = "Scale and speed"
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Options of one training run (model fields live in the architecture's config)."""
 
-    batch_size: int = _f(20, "Sentences per batch; for lm, the number of parallel streams.", DATA)
+    batch_size: int = _f(
+        20,
+        "Sentences per batch (each worker takes whole batches); for lm, the number of parallel "
+        "streams of the whole job, split between the workers.",
+        DATA,
+    )
     valid_batch_size: int | None = _f(
         None, "Batch size for validation (default: --batch-size).", DATA
     )
@@ -94,3 +102,22 @@ class TrainConfig:
     no_epoch_checkpoints: bool = _f(False, "Only write checkpoint_last.pt and _best.pt.", CKPT)
     restore_file: str = _f("checkpoint_last.pt", "Resume from this file in --save-dir.", CKPT)
     reset: bool = _f(False, "Ignore an existing checkpoint in --save-dir and start over.", CKPT)
+    update_freq: int = _f(
+        1, "Accumulate gradients over N batches per update (DDP syncs only the last).", SCALE
+    )
+    amp: Literal["none", "bf16", "fp16"] = _f(
+        "none", "Mixed precision: bf16 autocast, or fp16 autocast + gradient scaler (CUDA).", SCALE
+    )
+    compile: bool = _f(False, "torch.compile the model (CUDA; on CPU: a warning, no-op).", SCALE)
+    ddp_timeout: float = _f(
+        300.0,
+        "Several workers: seconds a collective waits for the others before the run fails, which "
+        "bounds how long a hung or lost worker can stall the job.",
+        SCALE,
+    )
+
+    def __post_init__(self) -> None:
+        if self.update_freq < 1:
+            raise RnnkitError("--update-freq must be at least 1")
+        if self.ddp_timeout <= 0:
+            raise RnnkitError("--ddp-timeout must be positive (seconds)")

@@ -1,35 +1,46 @@
 """The training loop: ``fit`` runs epochs of updates with validation, checkpoints and resume.
 
 Kept as plain functions over a small :class:`Run` record (nanoGPT's shape, not a Trainer class):
-``train_step`` does one update, ``validate`` measures every validation split, ``save`` writes the
-checkpoints, ``fit`` ties them together. A run resumes from ``checkpoint_last.pt`` by default
-and continues the exact data position, carried hidden state, RNG, optimizer and LR schedule.
-SIGINT/SIGTERM finish the current update, write ``checkpoint_last.pt`` and raise
-:class:`TrainingInterrupted` (exit 130/143).
+``train_update`` does one update from ``--update-freq`` batches, ``validate`` measures every
+validation split, ``save`` writes the checkpoints, ``fit`` ties them together. A run resumes
+from ``checkpoint_last.pt`` by default and continues the exact data position, carried hidden
+state, RNG, optimizer and LR schedule. SIGINT/SIGTERM finish the current update, write
+``checkpoint_last.pt`` and raise :class:`TrainingInterrupted` (exit 130/143).
+
+Under torchrun every worker runs this same loop on its shard of the data
+(:mod:`rnnkit.training.distributed`). Gradients are summed over workers and micro-batches and
+divided by the global token (or sequence) count, so W workers × B rows make the same update as
+one worker × W·B rows. One all-reduce per update sums the loss statistics and every worker's
+votes to stop (a signal, the time budget), so all workers stop after the same update. Only
+rank 0 writes checkpoints, logs and progress.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import inspect
+import itertools
 import json
 import math
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rnnkit.config import to_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.reporting import get_reporter
-from rnnkit.training import checkpoint as ckpt
-from rnnkit.training.config import TrainConfig
-from rnnkit.training.criteria import CRITERION_REGISTRY, Criterion
-from rnnkit.training.optim import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, set_lr
+from rnnkit.training import distributed
+from rnnkit.training.optim import set_lr
+from rnnkit.training.precision import Precision
+from rnnkit.training.run import Progress, Run, build_run, pick_device, save
+
+__all__ = [  # build_run and pick_device live in rnnkit.training.run; imported from here too
+    "Progress", "Run", "TrainingInterrupted", "averaged_weights", "build_run", "fit",
+    "pick_device", "train_step", "train_update", "validate",
+]  # fmt: skip
 
 
 class TrainingInterrupted(RnnkitError):
@@ -42,131 +53,15 @@ class TrainingInterrupted(RnnkitError):
         self.exit_code = 128 + signum
 
 
-@dataclass
-class Progress:
-    """Counters that a checkpoint carries so a resumed run continues where it stopped."""
-
-    epoch: int = 1  # the epoch in progress (1-based)
-    updates: int = 0
-    best: float | None = None  # best value of --best-checkpoint-metric so far
-    bad_validations: int = 0
-    iterator: dict[str, Any] | None = None  # mid-epoch position; None at an epoch boundary
-
-
-@dataclass
-class Run:
-    """Everything one training run holds."""
-
-    cfg: TrainConfig
-    task: Any
-    arch: str
-    model: torch.nn.Module
-    model_cfg: Any
-    optimizer: torch.optim.Optimizer
-    schedule: Any
-    criterion: Criterion
-    device: torch.device
-    save_dir: Path
-    progress: Progress = field(default_factory=Progress)
-    data_rng: torch.Generator = field(default_factory=torch.Generator)
-    started: float = field(default_factory=time.monotonic)
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu; an unavailable cuda is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RnnkitError(f"--device {name}: CUDA is not available on this machine")
-    return dev
-
-
-def build_run(cfg: TrainConfig, task: Any, arch: str, model_layers: list, save_dir: Path) -> Run:
-    """Seed, build model/optimizer/schedule, and restore ``restore_file`` if present."""
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    model, model_cfg = task.build_model(arch, *model_layers)
-    model.to(device)
-    optimizer = OPTIMIZER_REGISTRY.get(cfg.optimizer)(model.parameters(), cfg)
-    schedule = LR_SCHEDULER_REGISTRY.get(cfg.lr_scheduler)(cfg)
-    criterion = CRITERION_REGISTRY.get(cfg.criterion)(
-        ignore_index=task.dictionary.pad_index, label_smoothing=cfg.label_smoothing
-    )
-    run = Run(cfg, task, arch, model, model_cfg, optimizer, schedule, criterion, device, save_dir)
-    run.data_rng.manual_seed(cfg.seed)
-    restore = save_dir / cfg.restore_file
-    if restore.is_file() and not cfg.reset:
-        restore_run(run, ckpt.load_checkpoint(restore))
-        get_reporter().info(
-            f"resumed from {restore}: epoch {run.progress.epoch}, update {run.progress.updates}"
-        )
-    return run
-
-
-def restore_run(run: Run, state: dict[str, Any]) -> None:
-    """Load weights, optimizer, schedule, counters and RNG from a checkpoint."""
-    if state.get("task") != run.task.name:
-        raise RnnkitError(f"checkpoint is for task {state.get('task')!r}, not {run.task.name!r}")
-    if state.get("model_config") != to_dict(run.model_cfg) or state.get("arch") != run.arch:
-        raise RnnkitError(
-            "the checkpoint in --save-dir was trained with another architecture or model options; "
-            "use another --save-dir or --reset"
-        )
-    run.model.load_state_dict(state["model_state"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.schedule.load_state_dict(state["schedule"])
-    set_lr(run.optimizer, run.schedule.lr)
-    progress = dict(state["progress"])
-    if "best_loss" in progress:  # checkpoints written before --best-checkpoint-metric
-        progress["best"] = progress.pop("best_loss")
-    run.progress = Progress(**progress)
-    ckpt.set_rng_state(state["rng"])
-    run.data_rng.set_state(state["data_rng"])
-
-
-def checkpoint_state(run: Run) -> dict[str, Any]:
-    """The run as plain data (see :mod:`rnnkit.training.checkpoint`)."""
-    return {
-        "task": run.task.name,
-        "arch": run.arch,
-        "model": type(run.model).model_name,
-        "model_config": to_dict(run.model_cfg),
-        "train_config": to_dict(run.cfg),
-        **run.task.checkpoint_data(),
-        "model_state": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "schedule": run.schedule.state_dict(),
-        "progress": dataclasses.asdict(run.progress),
-        "rng": ckpt.rng_state(),
-        "data_rng": run.data_rng.get_state(),
-    }
-
-
-def save(run: Run, epoch_end: bool, is_best: bool) -> None:
-    """Write ``checkpoint_last.pt`` (and ``checkpoint{epoch}.pt``/``_best.pt`` as due)."""
-    state = checkpoint_state(run)
-    last = run.save_dir / "checkpoint_last.pt"
-    ckpt.save_checkpoint(state, last)
-    if is_best:
-        ckpt.save_checkpoint(state, run.save_dir / "checkpoint_best.pt")
-    if epoch_end and not run.cfg.no_epoch_checkpoints:
-        done = run.progress.epoch - 1
-        ckpt.save_checkpoint(state, run.save_dir / f"checkpoint{done}.pt")
-        if run.cfg.keep_last_epochs >= 0:
-            for old in range(1, done - run.cfg.keep_last_epochs + 1):
-                (run.save_dir / f"checkpoint{old}.pt").unlink(missing_ok=True)
-
-
 class MetricsLog:
-    """Appends one JSON object per event to ``train_log.jsonl`` in the save dir."""
+    """Appends one JSON object per event to ``train_log.jsonl`` (rank 0; None writes nothing)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
 
     def write(self, **record: Any) -> None:
+        if self.path is None:
+            return
         record = {"time": round(time.time(), 3), **record}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -185,30 +80,78 @@ def catch_signals() -> Iterator[list[int]]:
             signal.signal(s, h)
 
 
-def train_step(run: Run, batch: Any, itr: Any) -> tuple[float, int]:
-    """One update: forward, backward, global-norm clipping, optimizer step.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    Returns the summed loss and the number of target tokens. A non-finite loss stops the run
-    before the step, so the last checkpoint stays the last good one.
+
+def _signal_votes(caught: list[int]) -> list[float]:
+    return [float(s in caught) for s in _SIGNALS]
+
+
+def _adopt(votes: Sequence[float], caught: list[int]) -> bool:
+    """Take the signals other workers caught as this worker's own; True if there are any."""
+    for s, n in zip(_SIGNALS, votes, strict=False):
+        if n > 0 and s not in caught:
+            caught.append(s)
+    return bool(caught)
+
+
+def _agree_on_signals(caught: list[int]) -> bool:
+    """True on every worker if any worker caught a signal (signals reach workers at odd times)."""
+    return _adopt(distributed.all_reduce_sum(_signal_votes(caught)), caught)
+
+
+def train_update(
+    run: Run, batches: Sequence[Any], itr: Any, votes: Sequence[float] = ()
+) -> tuple[float, float, list[float]]:
+    """One update from ``batches`` (``--update-freq`` micro-batches): forward and backward each
+    (DDP syncs gradients on the last only), normalize by the global token or sequence count,
+    clip the global gradient norm, step.
+
+    ``votes`` are summed over workers in the same all-reduce as the loss statistics. Returns the
+    summed loss and target tokens of all workers, and the summed votes. A non-finite loss stops
+    the run before the step, so the last checkpoint stays the last good one.
     """
+    model, precision = run.train_model or run.model, run.precision or Precision("none", run.device)
     run.model.train()
-    loss_sum, ntokens, nsentences = run.task.loss(run.model, batch, itr, run.criterion)
-    if not math.isfinite(loss_sum.item()):
+    run.optimizer.zero_grad(set_to_none=True)
+    losses, ntokens, nsentences, lr_scale = [], 0, 0, 0.0
+    for i, batch in enumerate(batches):
+        sync = i == len(batches) - 1
+        with contextlib.nullcontext() if sync else distributed.no_sync(model):
+            with precision.autocast():
+                loss, ntok, nsent = run.task.loss(model, batch, itr, run.criterion)
+            precision.backward(loss)
+        losses.append(loss.detach())
+        ntokens, nsentences = ntokens + ntok, nsentences + nsent
+        lr_scale += getattr(batch, "scale", 1.0) / len(batches)
+    loss_sum, ntokens, nsentences, *votes = distributed.all_reduce_sum(
+        [torch.stack(losses).double().sum().item(), ntokens, nsentences, *votes]
+    )
+    if not math.isfinite(loss_sum):
         raise RnnkitError(
-            f"loss is {loss_sum.item()} at update {run.progress.updates + 1} (epoch "
+            f"loss is {loss_sum} at update {run.progress.updates + 1} (epoch "
             f"{run.progress.epoch}); stopped, last good checkpoint kept in {run.save_dir}"
         )
+    precision.unscale(run.optimizer)
+    # DDP averaged the gradients of summed losses over workers: × W / global count = their mean.
     denom = ntokens if run.cfg.loss_average == "tokens" else nsentences
-    run.optimizer.zero_grad(set_to_none=True)
-    (loss_sum / denom).backward()
-    if run.cfg.clip_norm > 0:
+    factor = distributed.world_size() / max(denom, 1)
+    for p in run.model.parameters():
+        if p.grad is not None:
+            p.grad.mul_(factor)
+    if run.cfg.clip_norm > 0:  # the gradients are the same on every worker: this is the global norm
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip_norm)
-    lr = run.schedule.lr * getattr(batch, "scale", 1.0)
-    set_lr(run.optimizer, lr)
-    run.optimizer.step()
+    set_lr(run.optimizer, run.schedule.lr * lr_scale)
+    precision.step(run.optimizer)
     run.progress.updates += 1
     run.schedule.step_update(run.progress.updates)
-    return loss_sum.item(), ntokens
+    return loss_sum, ntokens, votes
+
+
+def train_step(run: Run, batch: Any, itr: Any) -> tuple[float, int]:
+    """One update from one batch; returns the summed loss and the number of target tokens."""
+    loss, ntokens, _ = train_update(run, [batch], itr)
+    return loss, int(ntokens)
 
 
 @contextlib.contextmanager
@@ -232,13 +175,27 @@ def averaged_weights(run: Run) -> Iterator[None]:
                 p.copy_(raw)
 
 
+def _takes_shard(method: Any) -> bool:
+    params = inspect.signature(method).parameters.values()
+    return any(p.name == "shard" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _evaluate(run: Run, split: str) -> dict[str, float]:
+    """A task whose ``evaluate`` takes ``shard`` splits the work; others evaluate it all."""
+    if distributed.world_size() > 1 and _takes_shard(run.task.evaluate):
+        shard = (distributed.rank(), distributed.world_size())
+        return run.task.evaluate(run.model, split, run.cfg, run.device, shard=shard)
+    return run.task.evaluate(run.model, split, run.cfg, run.device)
+
+
 def validate(run: Run) -> dict[str, dict[str, float]]:
-    """Evaluate every ``--valid-subset`` split; the first one's loss picks the best checkpoint."""
+    """Evaluate every ``--valid-subset`` split; the first one's loss picks the best checkpoint.
+
+    Every worker gets rank 0's numbers, so best checkpoint, patience and LR decay agree.
+    """
     with averaged_weights(run):
-        return {
-            split: run.task.evaluate(run.model, split, run.cfg, run.device)
-            for split in run.cfg.valid_subset.split(",")
-        }
+        results = {split: _evaluate(run, split) for split in run.cfg.valid_subset.split(",")}
+    return distributed.broadcast_object(results)
 
 
 def after_validation(run: Run, results: dict[str, dict[str, float]], log: MetricsLog) -> bool:
@@ -275,15 +232,6 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
-def _out_of_updates(run: Run) -> bool:
-    """Update or wall-time budget spent (checked after each update, so a run always advances)."""
-    cfg = run.cfg
-    hours = (time.monotonic() - run.started) / 3600
-    return (cfg.max_update > 0 and run.progress.updates >= cfg.max_update) or (
-        cfg.stop_time_hours > 0 and hours >= cfg.stop_time_hours
-    )
-
-
 def _done(run: Run) -> bool:
     cfg, p = run.cfg, run.progress
     return (
@@ -293,20 +241,47 @@ def _done(run: Run) -> bool:
     )
 
 
+def _train_iterator(run: Run) -> Any:
+    """This worker's iterator over the epoch; every worker must get as many batches."""
+    task, world = run.task, distributed.world_size()
+    kwargs = {}
+    if world > 1:
+        if not _takes_shard(task.train_iterator):
+            raise RnnkitError(
+                f"task {task.name!r} cannot train on {world} workers: its train_iterator takes "
+                "no shard= (docs/overview.md, 'Distributed training')"
+            )
+        kwargs["shard"] = (distributed.rank(), world)
+    itr = task.train_iterator(
+        run.cfg, run.model, run.device, run.data_rng, run.progress.iterator, **kwargs
+    )
+    sizes = distributed.all_gather_object(len(itr))
+    if len(set(sizes)) > 1:
+        raise RnnkitError(
+            f"task {task.name!r} gave the workers unequal shards ({sizes} batches); DDP needs "
+            "the same number of batches on every worker"
+        )
+    return itr
+
+
 def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
     """Run (the rest of) the current epoch; returns False when the run must stop mid-epoch."""
     cfg, p = run.cfg, run.progress
-    itr = run.task.train_iterator(cfg, run.model, run.device, run.data_rng, p.iterator)
-    loss_acc, tok_acc, t0, t_log = 0.0, 0, time.monotonic(), time.monotonic()
-    reporter = get_reporter()
-    with reporter.progress(f"epoch {p.epoch}", total=len(itr)) as bar:
+    itr = _train_iterator(run)
+    loss_acc, tok_acc, t0, t_log = 0.0, 0.0, time.monotonic(), time.monotonic()
+    batches = iter(itr)
+    with get_reporter().progress(f"epoch {p.epoch}", total=len(itr)) as bar:
         bar.done = itr.batches_done
-        for batch in itr:
-            loss, ntok = train_step(run, batch, itr)
+        while group := list(itertools.islice(batches, cfg.update_freq)):
+            hours = (time.monotonic() - run.started) / 3600
+            out_of_time = cfg.stop_time_hours > 0 and hours >= cfg.stop_time_hours
+            votes = [*_signal_votes(caught), float(out_of_time)]
+            loss, ntok, votes = train_update(run, group, itr, votes)
             loss_acc, tok_acc = loss_acc + loss, tok_acc + ntok
             nll = loss_acc / max(tok_acc, 1)
             speed = tok_acc / max(time.monotonic() - t0, 1e-9)
-            bar.update(1, loss=nll, ppl=math.exp(min(nll, 100)), lr=run.schedule.lr, tok_s=speed)
+            bar.update(len(group), loss=nll, ppl=math.exp(min(nll, 100)), lr=run.schedule.lr,
+                       tok_s=speed)  # fmt: skip
             if time.monotonic() - t_log >= cfg.log_interval:
                 log.write(
                     event="train",
@@ -318,12 +293,13 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
                     tokens_per_s=speed,
                 )
                 t_log = time.monotonic()
-            p.iterator = itr.state_dict()
             interval = cfg.validate_interval_updates
             if interval > 0 and p.updates % interval == 0:
-                save(run, epoch_end=False, is_best=after_validation(run, validate(run), log))
-            if caught or _out_of_updates(run):
-                save(run, epoch_end=False, is_best=False)
+                save(run, itr, epoch_end=False, is_best=after_validation(run, validate(run), log))
+            # Decided from the summed votes, never from this worker's own `caught` alone.
+            stop = _adopt(votes[:2], caught) or votes[2] > 0
+            if stop or (cfg.max_update > 0 and p.updates >= cfg.max_update):
+                save(run, itr, epoch_end=False, is_best=False)
                 return False
     log.write(
         event="train_epoch",
@@ -331,21 +307,44 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
         updates=p.updates,
         loss=loss_acc / max(tok_acc, 1),
         seconds=time.monotonic() - t0,
-        tokens=tok_acc,
+        tokens=int(tok_acc),
     )
     return True
 
 
 def fit(run: Run) -> Progress:
-    """Train until ``--max-epoch``/``--max-update``/``--patience`` says stop; returns progress."""
-    run.save_dir.mkdir(parents=True, exist_ok=True)
+    """Train until ``--max-epoch``/``--max-update``/``--patience`` says stop; returns progress.
+
+    Under torchrun, a worker that loses the others (one died, raised or hung past
+    ``--ddp-timeout``) raises :class:`~rnnkit.training.distributed.WorkerLost`.
+    """
+    try:
+        return _fit(run)
+    except Exception as e:
+        last = run.save_dir / "checkpoint_last.pt"
+        saved = run.saved_updates
+        lost = distributed.as_worker_lost(
+            e,
+            f"{last} (update {saved}) is intact: run the same command to resume"
+            if saved is not None
+            else "no checkpoint was written yet",
+        )
+        if lost is None:
+            raise
+        raise lost from None
+
+
+def _fit(run: Run) -> Progress:
+    main = distributed.rank() == 0
+    if main:
+        run.save_dir.mkdir(parents=True, exist_ok=True)
     run.started = time.monotonic()
-    log = MetricsLog(run.save_dir / "train_log.jsonl")
+    log = MetricsLog(run.save_dir / "train_log.jsonl" if main else None)
     p = run.progress
     with catch_signals() as caught:
         while not _done(run):
             finished = train_epoch(run, log, caught)
-            if caught:
+            if _agree_on_signals(caught):
                 raise TrainingInterrupted(caught[0], run.save_dir / "checkpoint_last.pt")
             if not finished:
                 break
@@ -353,8 +352,8 @@ def fit(run: Run) -> Progress:
             is_best = after_validation(run, results, log)
             first = results[run.cfg.valid_subset.split(",")[0]]
             set_lr(run.optimizer, run.schedule.step_epoch(p.epoch, first["loss"]))
-            p.epoch, p.iterator = p.epoch + 1, None
-            save(run, epoch_end=True, is_best=is_best)
-            if caught:
+            p.epoch = p.epoch + 1
+            save(run, None, epoch_end=True, is_best=is_best)
+            if _agree_on_signals(caught):
                 raise TrainingInterrupted(caught[0], run.save_dir / "checkpoint_last.pt")
     return p

@@ -1,0 +1,75 @@
+"""Speed options of the training loop: mixed precision (``--amp``) and ``--compile``.
+
+``bf16`` runs the forward pass and loss under ``torch.autocast`` (on CUDA, and on CPU where torch
+supports it); ``fp16`` adds a gradient scaler, whose state the checkpoint carries, and needs CUDA
+(on CPU it is skipped with a warning: oneDNN has no fp16 LSTM). ``--compile`` wraps the training
+model in ``torch.compile`` on CUDA; on CPU it is skipped with a warning, since the fused RNN
+kernels leave it little to gain for a compile that takes tens of seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from rnnkit.reporting import get_reporter
+from rnnkit.training import distributed
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _warn(message: str) -> None:
+    if distributed.rank() == 0:
+        get_reporter().warning(message)
+
+
+class Precision:
+    """Autocast for the forward pass; with fp16, loss scaling around backward and step."""
+
+    def __init__(self, amp: str, device: torch.device) -> None:
+        self.device_type = device.type
+        self.dtype = _DTYPES.get(amp)
+        if amp == "fp16" and device.type != "cuda":
+            _warn("--amp fp16 needs CUDA; training in fp32 (--amp bf16 works on CPU)")
+            self.dtype = None
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype is torch.float16 else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Bring gradients back to their true scale (before normalizing and clipping)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer step (skipped by the scaler when fp16 gradients overflowed)."""
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool, device: torch.device) -> torch.nn.Module:
+    """``torch.compile(model)`` on CUDA when ``enabled``; the model itself otherwise."""
+    if not enabled:
+        return model
+    if device.type != "cuda":
+        _warn("--compile is skipped on CPU (the fused RNN kernels leave it little to gain)")
+        return model
+    return torch.compile(model)
