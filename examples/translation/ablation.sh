@@ -13,7 +13,8 @@ OUT=$2
 UPDATES=${3:-1000}
 PARALLEL=${4:-2}
 SIZE="--encoder-embed-dim 128 --encoder-hidden-size 128 --encoder-bidirectional true
-  --decoder-embed-dim 128 --decoder-hidden-size 256 --dropout 0.2"
+  --decoder-embed-dim 128 --decoder-hidden-size 128 --dropout 0.2
+  --share-decoder-input-output-embed true"
 TRAIN="--optimizer adam --lr 0.002 --batch-size 64 --clip-norm 1 --threads 1
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1 --max-update $UPDATES
   --no-epoch-checkpoints --log-interval 120"
