@@ -6,8 +6,6 @@ set -euo pipefail
 SRC=${1:-../shared/data/atis}
 OUT=${2:-runs/atis}
 RNNKIT=${RNNKIT:-rnnkit}
-PYTHON=${PYTHON:-python}
-HERE=$(dirname "$0")
 $RNNKIT preprocess --task tagging --trainpref "$SRC/train" --validpref "$SRC/valid" \
   --destdir "$OUT/data" --force
 # Adam 1e-3, 16 sentences a batch (grouped by length), 40 epochs; checkpoint_best.pt is the
@@ -18,7 +16,11 @@ $RNNKIT train "$OUT/data" --arch atis_bilstm --save-dir "$OUT/bilstm" \
   --threads ${THREADS:-1}
 # Score the raw files (the one valid tag and intent that train lacks count as misses here).
 for ckpt in last best; do
-  $PYTHON "$HERE/tag.py" "$OUT/bilstm/checkpoint_$ckpt.pt" "$SRC/valid/seq.in" "$OUT/valid.$ckpt"
+  # One line per input line: the intent, a tab, then one tag per token.
+  $RNNKIT generate --path "$OUT/bilstm/checkpoint_$ckpt.pt" --input "$SRC/valid/seq.in" \
+    --print-label --threads 1 > "$OUT/valid.$ckpt.out"
+  cut -f1 "$OUT/valid.$ckpt.out" > "$OUT/valid.$ckpt.label"
+  cut -f2 "$OUT/valid.$ckpt.out" > "$OUT/valid.$ckpt.tags"
   echo "checkpoint_$ckpt.pt:"
   $RNNKIT score --sys "$OUT/valid.$ckpt.tags" --ref "$SRC/valid/seq.out" --metric f1,acc
   $RNNKIT score --sys "$OUT/valid.$ckpt.label" --ref "$SRC/valid/label" --metric label_acc
