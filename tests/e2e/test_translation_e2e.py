@@ -164,3 +164,12 @@ def test_python_api_translates_like_the_command_line(toy, rnnkit_bin):
     assert model.translate(["1 may 1 9 9 8", ""], beam=2) == ["1 9 9 8 - 0 5 - 0 1", ""]
     with pytest.raises(RnnkitError, match="sample\\(\\) needs a model of task lm"):
         model.sample("x")
+
+
+def test_sampling_is_seeded_and_nbest_joins_hypotheses(toy, rnnkit_bin):
+    ckpt = str(toy / "ckpt" / "checkpoint_best.pt")
+    args = ["generate", "--path", ckpt, "-i", "-", "--sampling", "--beam", "3", "--nbest", "3",
+            "--temperature", "1.5", "--seed", "7"]  # fmt: skip
+    first = run(rnnkit_bin, *args, stdin="1 may 1 9 9 8\n").stdout
+    assert first == run(rnnkit_bin, *args, stdin="1 may 1 9 9 8\n").stdout
+    assert first.count("\n") == 1 and first.count(" ||| ") == 2
