@@ -11,6 +11,9 @@ so every rank runs the same number of updates.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 
 from rnnkit.errors import RnnkitError
@@ -62,3 +65,37 @@ def shard(batches: list, rank: int, world: int) -> list:
         raise RnnkitError(f"rank {rank} is outside a world of {world}")
     usable = len(batches) // world * world
     return batches[rank:usable:world]
+
+
+class BatchIterator:
+    """One epoch over a worker's share of a batch list: ``collate(indices)`` makes each batch.
+
+    Its state is the epoch's ``seed`` and the position in the *global* order (local batches done
+    × ``world``), so a run resumes under another world size as far as the new shards allow.
+    """
+
+    def __init__(
+        self,
+        batches: list[np.ndarray],
+        collate: Callable[[list[int]], Any],
+        seed: int | None,
+        position: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.batches, self.collate, self.seed, self.world = batches, collate, seed, world
+        self.position = position // world  # local batches done
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    @property
+    def batches_done(self) -> int:
+        return self.position
+
+    def __iter__(self) -> Iterator[Any]:
+        while self.position < len(self.batches):
+            self.position += 1
+            yield self.collate(self.batches[self.position - 1].tolist())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "position": self.position * self.world}

@@ -3,16 +3,15 @@
 :class:`SentenceData` reads a split that ``rnnkit preprocess --task tagging|classification``
 wrote (``{split}.in``, ``{split}.tags``, ``{split}.label``, memory-mapped) or holds encoded raw
 lines in memory; :meth:`SentenceData.collate` pads the sentences of one batch.
-:class:`SentenceIterator` walks one epoch of batches (from :mod:`rnnkit.data.buckets`) and keeps
-its seed and position, so a stopped run resumes at the next batch.
+Epochs of batches are walked by :class:`rnnkit.data.buckets.BatchIterator`, which keeps the
+seed and position, so a stopped run resumes at the next batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -84,27 +83,3 @@ class SentenceData:
             labels = torch.tensor([int(r[0]) if len(r) else self.pad for r in rows])
         tokens = pad_rows([self.tokens[i] for i in indices], self.pad)
         return SentenceBatch(tokens, torch.as_tensor(self.sizes[indices]), tags, labels, indices)
-
-
-class SentenceIterator:
-    """One epoch of :class:`SentenceBatch`; its seed and position are its (resumable) state."""
-
-    def __init__(
-        self, data: SentenceData, batches: list[np.ndarray], seed: int, position: int = 0
-    ) -> None:
-        self.data, self.batches, self.seed, self.position = data, batches, seed, position
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    @property
-    def batches_done(self) -> int:
-        return self.position
-
-    def __iter__(self) -> Iterator[SentenceBatch]:
-        while self.position < len(self.batches):
-            self.position += 1
-            yield self.data.collate(self.batches[self.position - 1].tolist())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "position": self.position}

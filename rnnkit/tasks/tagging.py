@@ -25,7 +25,7 @@ from torch import Tensor
 from rnnkit import scoring
 from rnnkit.config import resolve
 from rnnkit.data import buckets
-from rnnkit.data.sentences import SentenceBatch, SentenceData, SentenceIterator
+from rnnkit.data.sentences import SentenceBatch, SentenceData
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
@@ -137,7 +137,7 @@ class SentenceTask:
         generator: torch.Generator,
         resume: Mapping[str, Any] | None = None,
         shard: tuple[int, int] = (0, 1),
-    ) -> SentenceIterator:
+    ) -> buckets.BatchIterator:
         """This epoch's batches of ``train`` (a fresh seed from ``generator`` unless resuming
         ``resume``, a ``state_dict``): worker ``shard = (rank, world)``'s share of one list."""
         resume = resume or {}
@@ -147,7 +147,9 @@ class SentenceTask:
         data = self.data("train")
         batches = buckets.batch_by_size(data.sizes, cfg.batch_size, cfg.max_tokens, seed)
         batches = buckets.shard(batches, *shard)
-        return SentenceIterator(data, batches, seed, resume.get("position", 0))
+        return buckets.BatchIterator(
+            batches, data.collate, seed, resume.get("position", 0), shard[1]
+        )
 
     def eval_batches(self, split: str, cfg: Any) -> Iterator[SentenceBatch]:
         """Every sentence of ``split`` once, in length-sorted batches of the validation size."""

@@ -24,7 +24,7 @@ import torch
 
 from rnnkit.config import resolve
 from rnnkit.data.binarized import IndexedDataset
-from rnnkit.data.buckets import batch_by_size
+from rnnkit.data.buckets import BatchIterator, batch_by_size
 from rnnkit.data.buckets import shard as shard_batches
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
@@ -67,41 +67,6 @@ def collate(
         prev[i, 1 : len(t)] = tgt[i, : len(t) - 1]
     lengths = torch.tensor([len(s) for s in srcs])
     return PairBatch(torch.tensor(list(ids)), src, lengths, prev, tgt)
-
-
-class PairIterator:
-    """One epoch of :class:`PairBatch` over a split; its position and seed are its state."""
-
-    def __init__(
-        self,
-        task: TranslationTask,
-        split: str,
-        batches: list[np.ndarray],
-        position: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.task, self.split, self.batches, self.position = task, split, batches, position
-        self.world = world
-        self.seed: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    @property
-    def batches_done(self) -> int:
-        return self.position
-
-    def __iter__(self) -> Iterator[PairBatch]:
-        src, tgt = self.task.datasets(self.split)
-        d = self.task.tgt_dict
-        while self.position < len(self.batches):
-            ids = self.batches[self.position]
-            self.position += 1
-            yield collate(ids.tolist(), [src[i] for i in ids], [tgt[i] for i in ids],
-                          d.pad_index, d.eos_index)  # fmt: skip
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position * self.world, "seed": self.seed}  # global batches
 
 
 @dataclass(frozen=True)
@@ -230,7 +195,7 @@ class TranslationTask:
         resume: Mapping[str, Any] | None = None,
         *,
         shard: tuple[int, int] = (0, 1),
-    ) -> PairIterator:
+    ) -> BatchIterator:
         """This epoch's batches of ``train``: one global order from a seed drawn from
         ``generator`` (or the resumed one), of which worker ``rank`` of ``world`` (``shard``)
         takes every ``world``-th batch. The saved position counts global batches, so a run
@@ -241,9 +206,14 @@ class TranslationTask:
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         rank, world = shard
         batches = shard_batches(self.batches("train", cfg, seed, limit=True), rank, world)
-        itr = PairIterator(self, "train", batches, resume.get("position", 0) // world, world)
-        itr.seed = seed
-        return itr
+        return BatchIterator(batches, lambda ids: self.collate("train", ids), seed,
+                             resume.get("position", 0), world)  # fmt: skip
+
+    def collate(self, split: str, ids: Sequence[int]) -> PairBatch:
+        """The :class:`PairBatch` of examples ``ids`` of ``split``."""
+        src, tgt = self.datasets(split)
+        d = self.tgt_dict
+        return collate(ids, [src[i] for i in ids], [tgt[i] for i in ids], d.pad_index, d.eos_index)
 
     # --- loss ------------------------------------------------------------------------------
     def loss(
@@ -277,11 +247,7 @@ class TranslationTask:
         total, count = 0.0, 0
         vcfg = _valid_cfg(cfg)
         for ids in self.batches(split, vcfg):
-            src, tgt = self.datasets(split)
-            d = self.tgt_dict
-            batch = collate(ids.tolist(), [src[i] for i in ids], [tgt[i] for i in ids],
-                            d.pad_index, d.eos_index)  # fmt: skip
-            loss, n, _ = self.loss(model, batch)
+            loss, n, _ = self.loss(model, self.collate(split, ids.tolist()))
             total, count = total + loss.item(), count + n
         nll = total / max(count, 1)
         result = {"loss": nll, "ppl": math.exp(min(nll, 100.0)), "tokens": count}
