@@ -28,7 +28,7 @@ import typer
 from rnnkit.errors import RnnkitError
 from rnnkit.generation.search import SearchConfig
 from rnnkit.hub import Pretrained, load
-from rnnkit.io import atomic_write, check_readable
+from rnnkit.io import atomic_write, check_readable, stream_lines
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks import load_task
 from rnnkit.tasks.translation import TranslateOptions, Translation, TranslationTask
@@ -295,25 +295,13 @@ def _hypothesis_lines(i: int, h: Any, tokens: list[str], detok: str, show: Show)
 
 
 def read_raw(name: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) from a file or stdin, one line at a time (no read-ahead), invalid
-    UTF-8 replaced with a warning."""
-    stream = sys.stdin.buffer if name == "-" else open(check_readable(name), "rb")  # noqa: SIM115
-    where = "<stdin>" if name == "-" else name
-    try:
-        n = 0
-        while raw := stream.readline():
-            n += 1
-            raw = raw[:-1] if raw.endswith(b"\n") else raw
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                get_reporter().warning(f"{where}:{n}: invalid UTF-8 at byte {e.start}; replaced")
-                text = raw.decode("utf-8", errors="replace")
-            yield n, text
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+    """(line number, text) from a file or stdin (``-``), one line at a time, invalid UTF-8
+    replaced with a warning naming the line."""
+    if name == "-":
+        yield from stream_lines(sys.stdin.buffer, "<stdin>", errors="warn")
+        return
+    with open(check_readable(name), "rb") as f:
+        yield from stream_lines(f, name, errors="warn")
 
 
 def decode_lines(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from rnnkit.errors import RnnkitError, at
+from rnnkit.reporting import get_reporter
 
 
 def apply_umask(path: str | os.PathLike, mode: int = 0o666) -> None:
@@ -62,14 +63,42 @@ def check_readable(path: str | os.PathLike) -> Path:
 
 
 def decode_line(raw: bytes, path: str | os.PathLike, lineno: int, errors: str = "strict") -> str:
-    """Decode one raw line (without its ``\\n``) as UTF-8, naming ``path:lineno`` on failure."""
+    """Decode one raw line (without its ``\\n``) as UTF-8, naming ``path:lineno`` on failure.
+
+    ``errors``: ``strict`` raises, ``replace`` puts U+FFFD in silently, ``warn`` replaces with a
+    warning on the reporter.
+    """
     try:
-        return raw.decode("utf-8", errors=errors)
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
+        if errors == "replace":
+            return raw.decode("utf-8", errors="replace")
+        if errors == "warn":
+            get_reporter().warning(f"{at(path, lineno)}: invalid UTF-8 at byte {e.start}; replaced")
+            return raw.decode("utf-8", errors="replace")
         raise RnnkitError(
             f"{at(path, lineno)}: invalid UTF-8 at byte {e.start} of the line "
             "(fix the file or pass --encoding-errors replace)"
         ) from None
+
+
+def strip_eol(raw: bytes) -> bytes:
+    """A raw line without its ``\\n`` (and a ``\\r`` before it), as text mode would give it."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+    return raw
+
+
+def stream_lines(stream: IO[bytes], name: str, errors: str = "strict") -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` for each line of a binary stream, one ``readline`` at a time:
+    nothing past the current line is waited for, so an interactive stdin is answered line by
+    line."""
+    lineno = 0
+    while raw := stream.readline():
+        lineno += 1
+        yield lineno, decode_line(strip_eol(raw), name, lineno, errors)
 
 
 def read_lines(
@@ -95,11 +124,7 @@ def read_lines(
                 break
             pos += len(raw)
             lineno += 1
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-            yield lineno, decode_line(raw, path, lineno, errors)
+            yield lineno, decode_line(strip_eol(raw), path, lineno, errors)
 
 
 def count_lines(path: str | os.PathLike, end: int | None = None) -> int:

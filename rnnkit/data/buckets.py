@@ -11,7 +11,7 @@ so every rank runs the same number of updates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -99,3 +99,26 @@ class BatchIterator:
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "position": self.position * self.world}
+
+    @classmethod
+    def for_epoch(
+        cls,
+        make_batches: Callable[[int], list[np.ndarray]],
+        collate: Callable[[list[int]], Any],
+        generator: Any,
+        resume: Mapping[str, Any] | None,
+        shard_of: tuple[int, int],
+    ) -> BatchIterator:
+        """A training epoch: ``make_batches(seed)`` is the global order, with the seed taken
+        from ``resume`` or drawn from ``generator`` (a ``torch.Generator``, alike on every
+        worker); worker ``shard_of = (rank, world)`` walks its share from the resumed position.
+        """
+        import torch
+
+        resume = resume or {}
+        seed = resume.get("seed")
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        rank, world = shard_of
+        batches = shard(make_batches(seed), rank, world)
+        return cls(batches, collate, seed, resume.get("position", 0), world)

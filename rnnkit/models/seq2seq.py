@@ -253,11 +253,12 @@ class Seq2Seq(nn.Module):
                 feat = self.combine(h_t, ctx)
                 feed = feat if feed is not None else None
             feats.append(feat)
-            ctxs.append(ctx)
-            queries.append(h_t)
             weights.append(w)
+            if self.p_gen is not None:  # only the pointer needs c_t and h_t afterwards
+                ctxs.append(ctx)
+                queries.append(h_t)
         attn = torch.stack(weights, dim=1)  # (B, T, S)
-        copy = (torch.stack(ctxs, dim=1), torch.stack(queries, dim=1))
+        copy = (torch.stack(ctxs, dim=1), torch.stack(queries, dim=1)) if ctxs else None
         log_probs = self._output(torch.stack(feats, dim=1), attn, copy, emb, state, normalize)
         new = state.replace(hidden=hidden, input_feed=feed, step=state["step"] + emb.size(1))
         return log_probs, new, attn

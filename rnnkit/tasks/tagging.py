@@ -31,7 +31,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
-from rnnkit.training.criteria import Criterion
+from rnnkit.training.criteria import Criterion, cross_entropy
 
 
 def predictable(d: Dictionary) -> Tensor:
@@ -140,16 +140,11 @@ class SentenceTask:
     ) -> buckets.BatchIterator:
         """This epoch's batches of ``train`` (a fresh seed from ``generator`` unless resuming
         ``resume``, a ``state_dict``): worker ``shard = (rank, world)``'s share of one list."""
-        resume = resume or {}
-        seed = resume.get("seed")
-        if seed is None:
-            seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         data = self.data("train")
-        batches = buckets.batch_by_size(data.sizes, cfg.batch_size, cfg.max_tokens, seed)
-        batches = buckets.shard(batches, *shard)
-        return buckets.BatchIterator(
-            batches, data.collate, seed, resume.get("position", 0), shard[1]
-        )
+        return buckets.BatchIterator.for_epoch(
+            lambda seed: buckets.batch_by_size(data.sizes, cfg.batch_size, cfg.max_tokens, seed),
+            data.collate, generator, resume, shard,
+        )  # fmt: skip
 
     def eval_batches(self, split: str, cfg: Any) -> Iterator[SentenceBatch]:
         """Every sentence of ``split`` once, in length-sorted batches of the validation size."""
@@ -207,7 +202,7 @@ class TaggingTask(SentenceTask):
         """Summed tag loss, summed label loss (None without a label head), tag logits
         (B, T, K) and label logits (B, C) or None."""
         pad = self.dictionary.pad_index
-        crit = criterion or (lambda x, y: F.cross_entropy(x, y, ignore_index=pad, reduction="sum"))
+        crit = criterion or cross_entropy(ignore_index=pad)
         tag_logits, label_logits = model(batch.tokens, batch.lengths)
         assert batch.tags is not None
         tag_loss = crit(tag_logits.reshape(-1, tag_logits.size(-1)), batch.tags.reshape(-1))
@@ -340,7 +335,7 @@ class ClassificationTask(SentenceTask):
         batch = batch.to(next(model.parameters()).device)
         assert batch.labels is not None
         pad = self.dictionary.pad_index
-        crit = criterion or (lambda x, y: F.cross_entropy(x, y, ignore_index=pad, reduction="sum"))
+        crit = criterion or cross_entropy(ignore_index=pad)
         labelled = int((batch.labels != pad).sum())
         return crit(model(batch.tokens, batch.lengths), batch.labels), labelled, labelled
 

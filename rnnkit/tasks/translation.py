@@ -25,7 +25,6 @@ import torch
 from rnnkit.config import resolve
 from rnnkit.data.binarized import IndexedDataset
 from rnnkit.data.buckets import BatchIterator, batch_by_size
-from rnnkit.data.buckets import shard as shard_batches
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.generation.sampling import without_onednn
@@ -34,7 +33,7 @@ from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks import TASK_REGISTRY
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
-from rnnkit.training.criteria import Criterion
+from rnnkit.training.criteria import Criterion, cross_entropy
 
 
 @dataclass
@@ -200,14 +199,10 @@ class TranslationTask:
         ``generator`` (or the resumed one), of which worker ``rank`` of ``world`` (``shard``)
         takes every ``world``-th batch. The saved position counts global batches, so a run
         resumes under another world size as closely as it divides."""
-        resume = resume or {}
-        seed = resume.get("seed")
-        if seed is None:
-            seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        rank, world = shard
-        batches = shard_batches(self.batches("train", cfg, seed, limit=True), rank, world)
-        return BatchIterator(batches, lambda ids: self.collate("train", ids), seed,
-                             resume.get("position", 0), world)  # fmt: skip
+        return BatchIterator.for_epoch(
+            lambda seed: self.batches("train", cfg, seed, limit=True),
+            lambda ids: self.collate("train", ids), generator, resume, shard,
+        )  # fmt: skip
 
     def collate(self, split: str, ids: Sequence[int]) -> PairBatch:
         """The :class:`PairBatch` of examples ``ids`` of ``split``."""
@@ -229,12 +224,8 @@ class TranslationTask:
         scores, _ = model(batch.src_tokens, batch.src_lengths, batch.prev_output_tokens)
         flat, target = scores.reshape(-1, scores.size(-1)), batch.target.reshape(-1)
         pad = self.tgt_dict.pad_index
-        if criterion is None:
-            loss = torch.nn.functional.cross_entropy(
-                flat, target, ignore_index=pad, reduction="sum"
-            )
-        else:  # logits, or a copy model's log-probs (their own log-softmax)
-            loss = criterion(flat, target)
+        # logits, or a copy model's log-probs (their own log-softmax): cross-entropy takes both
+        loss = (criterion or cross_entropy(ignore_index=pad))(flat, target)
         return loss, int((batch.target != pad).sum()), batch.target.size(0)
 
     @torch.inference_mode()
@@ -263,8 +254,8 @@ class TranslationTask:
         from rnnkit.scoring import corpus_scores
 
         hyps, refs = [], []
+        _, tgt = self.datasets(split)
         for ids, results in self.generate_split(model, split, cfg, search, device):
-            _, tgt = self.datasets(split)
             for i, hypos in zip(ids, results, strict=True):
                 hyps.append(self.detokenize(self.target_tokens(hypos[0].tokens) if hypos else []))
                 refs.append(self.detokenize(self.tgt_dict.decode(tgt[i].tolist())))
