@@ -18,7 +18,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.loop import build_run, fit
+from rnnkit.training.loop import TrainingInterrupted, build_run, fit
 from rnnkit_cli.common import UserDirOption, setup_plugins
 
 app = typer.Typer()
@@ -142,8 +142,14 @@ def train(
     if nproc_per_node > 1:  # options and data checked once here, not in every worker
         launch_workers(nproc_per_node, sys.argv[1:])
     model_flags = parse_overrides(ctx.args)
-    fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir))
-    distributed.teardown()  # only after success: a failed worker just exits
+    try:
+        fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir))
+    except TrainingInterrupted:
+        # Every worker stops after the same update (the stop votes are all-reduced), so all
+        # reach this point: leave the group, or a live group can stall or abort at exit.
+        distributed.teardown()
+        raise
+    distributed.teardown()  # after success; a failed worker just exits
 
 
 train.__signature__ = inspect.signature(train).replace(  # type: ignore[attr-defined]
