@@ -58,7 +58,8 @@ class IncrementalDecoder(Protocol[StateT]):
         """One target step for every row of ``state``.
 
         ``prev_tokens`` (B,) long is each row's previous token (``eos`` at the first step).
-        Returns ``log_probs`` (B, V) float — log P(next token | prefix, source) —, the new state,
+        Returns ``log_probs`` (B, V) float — log P(next token | prefix, source), a tensor search
+        may change in place, so not one the model keeps —, the new state,
         and the attention weights (B, S) over source positions (padding columns 0), or None for a
         model without attention (then hypotheses carry no alignment).
         """

@@ -8,7 +8,6 @@ restrict the choice. A seeded :class:`torch.Generator` makes the output reproduc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -103,21 +102,7 @@ def sample_tokens(
             yield token
             if i + 1 < length:  # no forward for a token nobody will ask for
                 step = torch.tensor([[token]], dtype=torch.long, device=device)  # (1, 1)
-                # oneDNN's CPU LSTM is 4-5x slower than torch's own kernel for a single step
-                # (benchmarks/sample.py); the prime above keeps it, where it is faster.
-                with without_onednn():
-                    logits, state = model(step, state)
-
-
-@contextlib.contextmanager
-def without_onednn() -> Iterator[None]:
-    """Run the block with oneDNN (mkldnn) off, restoring the previous setting after."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
+                logits, state = model(step, state)  # one row: the stack runs it without oneDNN
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:

@@ -221,9 +221,15 @@ def generate(
         positional=torch.empty(b * k, 0, device=device),
         attn=None,
     )
-    state = decoder.encode(src_tokens, src_lengths).reorder(active.sent.repeat_interleave(k))
+    state = decoder.encode(src_tokens, src_lengths)
     while active.sent.numel():
-        lprobs, state, attn = decoder.step(active.last_tokens(eos), state)  # (N*K, V)
+        if active.step == 0:  # a sentence's K slots start equal: one step per sentence, then copy
+            lprobs, state, attn = decoder.step(active.last_tokens(eos)[::k], state)  # (B, V)
+            beams = torch.arange(b, device=device).repeat_interleave(k)
+            state, lprobs = state.reorder(beams), lprobs.index_select(0, beams)
+            attn = None if attn is None else attn.index_select(0, beams)
+        else:
+            lprobs, state, attn = decoder.step(active.last_tokens(eos), state)  # (N*K, V)
         if active.step == 0 and not cfg.sampling and k > lprobs.size(1):
             raise RnnkitError(
                 f"--beam {k} is wider than the target vocabulary ({lprobs.size(1)} symbols); "
@@ -241,9 +247,9 @@ def generate(
 def _adjust(
     lprobs: Tensor, active: _Active, cfg: SearchConfig, eos: int, pad: int, unk: int
 ) -> Tensor:
-    """``lprobs`` (N*K, V) with pad, unk penalty, min/max length and repeated n-grams applied."""
+    """``lprobs`` (N*K, V) with pad, unk penalty, min/max length and repeated n-grams applied
+    (in place: search owns what ``step`` returns)."""
     t = active.step
-    lprobs = lprobs.clone()
     lprobs[:, pad] = NEG_INF
     lprobs[:, unk] -= cfg.unkpen
     eos_lprobs = lprobs[:, eos].clone()  # (N*K,)

@@ -35,7 +35,8 @@ class Score(nn.Module):
         return keys
 
     def forward(self, query: Tensor, projected: Tensor) -> Tensor:
-        """``query`` (B, Q), ``projected`` from :meth:`prepare` → scores (B, S)."""
+        """``query`` (B, G, Q): G queries per sentence (a decoding step's beams; 1 in training),
+        ``projected`` (B, S, ·) from :meth:`prepare` → scores (B, G, S)."""
         raise NotImplementedError
 
 
@@ -55,7 +56,7 @@ class DotScore(Score):
             )
 
     def forward(self, query: Tensor, projected: Tensor) -> Tensor:
-        return torch.bmm(projected, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
+        return torch.bmm(query, projected.transpose(1, 2))  # (B, G, S)
 
 
 @ATTENTION.register("general")
@@ -70,7 +71,7 @@ class GeneralScore(Score):
         return self.w_a(keys)  # (B, S, Q)
 
     def forward(self, query: Tensor, projected: Tensor) -> Tensor:
-        return torch.bmm(projected, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
+        return torch.bmm(query, projected.transpose(1, 2))  # (B, G, S)
 
 
 @ATTENTION.register("concat")
@@ -89,8 +90,8 @@ class ConcatScore(Score):
         return self.w_k(keys)  # (B, S, A)
 
     def forward(self, query: Tensor, projected: Tensor) -> Tensor:
-        hidden = torch.tanh(projected + self.w_q(query).unsqueeze(1))  # (B, S, A)
-        return self.v_a(hidden).squeeze(-1)  # (B, S)
+        hidden = torch.tanh(projected.unsqueeze(1) + self.w_q(query).unsqueeze(2))  # (B, G, S, A)
+        return self.v_a(hidden).squeeze(-1)  # (B, G, S)
 
 
 @ATTENTION.register("bahdanau")
@@ -105,23 +106,58 @@ class BahdanauScore(ConcatScore):
 
 @dataclass
 class PreparedKeys:
-    """Encoder outputs made ready for attention: computed once per sentence, reused every step."""
+    """Encoder outputs made ready for attention: computed once per sentence, reused every step.
 
-    keys: Tensor  # (B, S, K) the encoder outputs h̄_s
-    projected: Tensor  # (B, S, ·) the score's projection of the keys
-    mask: Tensor  # (B, S) bool, True on real tokens
-    lengths: Tensor  # (B,) float, real source length S_i
+    The tensors hold one row per *sentence*; the decoder's rows (a sentence's beams) map onto
+    them. Beam search reorders rows every step, but the sentences only change when one finishes,
+    so :meth:`reorder` follows the rows with a map and copies the (large) per-sentence tensors
+    only when sentences leave. Row ``r`` belongs to sentence ``r // group``, or to ``rows[r]``
+    when the rows are not in equal consecutive groups.
+    """
+
+    keys: Tensor  # (N, S, K) the encoder outputs h̄_s
+    projected: Tensor  # (N, S, ·) the score's projection of the keys
+    mask: Tensor  # (N, S) bool, True on real tokens
+    lengths: Tensor  # (N,) float, real source length S_i
+    group: int = 1  # rows per sentence when ``rows`` is None
+    rows: Tensor | None = None  # (R,) long, each row's sentence, when not in groups
 
     def reorder(self, order: Tensor) -> PreparedKeys:
-        """Select (and repeat) sentences by ``order`` (N,), as beam search does with hypotheses."""
-        return PreparedKeys(*(t.index_select(0, order) for t in self._tensors()))
+        """The keys of rows ``order`` (R',): select, repeat and reorder rows, as beam search does
+        with hypotheses."""
+        if self.rows is None:
+            sent = order.div(self.group, rounding_mode="floor")
+        else:
+            sent = self.rows.index_select(0, order)
+        used, rows = torch.unique(sent, sorted=True, return_inverse=True)  # rows: (R',) into used
+        tensors = self._tensors()
+        if used.numel() < self.keys.size(0):  # sentences left: drop their memory
+            tensors = tuple(t.index_select(0, used) for t in tensors)
+        n, r = used.numel(), sent.numel()
+        group = r // n if n else 1
+        if n * group == r and torch.equal(rows, _groups(n, group, rows.device)):
+            return PreparedKeys(*tensors, group=group)
+        return PreparedKeys(*tensors, rows=rows)
+
+    def grouped(self) -> tuple[PreparedKeys, int]:
+        """These keys with row ``r`` belonging to sentence ``r // G``, and ``G``; irregular rows
+        are gathered into one sentence each."""
+        if self.rows is None:
+            return self, self.group
+        return PreparedKeys(*(t.index_select(0, self.rows) for t in self._tensors())), 1
 
     def _tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.keys, self.projected, self.mask, self.lengths
 
 
+def _groups(n: int, size: int, device: torch.device) -> Tensor:
+    """(n * size,) long: 0 repeated ``size`` times, then 1, ..., then n - 1."""
+    return torch.arange(n, device=device).repeat_interleave(size)
+
+
 def masked_softmax(scores: Tensor, allowed: Tensor) -> Tensor:
-    """Softmax of ``scores`` (B, S) over ``allowed`` (B, S) positions; exactly 0 elsewhere.
+    """Softmax of ``scores`` (..., S) over ``allowed`` positions (broadcast to ``scores``);
+    exactly 0 elsewhere.
 
     The fill is the dtype's minimum rather than -inf so that a row with nothing allowed (a
     sentence that is all padding) gives zeros instead of NaN, in the value and in the gradient.
@@ -175,38 +211,52 @@ class Attention(nn.Module):
     def aligned_position(
         self, query: Tensor, prepared: PreparedKeys, step: int | None = None
     ) -> Tensor:
-        """The aligned source position p_t (B,) of a local mode (float for ``local-p``)."""
+        """The aligned source position p_t (B,) of a local mode (float for ``local-p``) for the
+        queries (B, Q), one per row of ``prepared``."""
+        keys, g = prepared.grouped()
+        p_t = self._position(query.view(-1, g, query.size(-1)), keys.lengths.unsqueeze(1), step)
+        return p_t.expand(-1, g).reshape(-1)
+
+    def _position(self, query: Tensor, lengths: Tensor, step: int | None) -> Tensor:
+        """p_t (N, G) for queries (N, G, Q) against sentences of ``lengths`` (N, 1); (N, 1) for
+        ``local-m``, where it does not depend on the query."""
         if self.mode == "local-m":
             if step is None:
                 raise RnnkitError("local-m attention needs the decoder step")
-            last = (prepared.lengths - 1).clamp(min=0)  # (B,)
-            return torch.full_like(prepared.lengths, float(step)).minimum(last)
+            last = (lengths - 1).clamp(min=0)
+            return torch.full_like(lengths, float(step)).minimum(last)
         if self.mode == "local-p":
-            gate = torch.sigmoid(self.v_p(torch.tanh(self.w_p(query)))).squeeze(-1)  # (B,)
-            return prepared.lengths * gate
+            gate = torch.sigmoid(self.v_p(torch.tanh(self.w_p(query)))).squeeze(-1)  # (N, G)
+            return lengths * gate
         raise RnnkitError("global attention has no aligned position")
 
     def forward(
         self, query: Tensor, prepared: PreparedKeys, step: int | None = None
     ) -> tuple[Tensor, Tensor]:
-        """``query`` (B, Q) at decoder ``step`` → context (B, K) and weights (B, S).
+        """``query`` (B, Q) at decoder ``step`` → context (B, K) and weights (B, S), one row per
+        row of ``prepared``.
 
-        ``step`` (0-based) is required for ``local-m`` and ignored otherwise.
+        ``step`` (0-based) is required for ``local-m`` and ignored otherwise. The G rows of a
+        sentence are scored together against its keys (N = B / G sentences).
         """
-        scores = self.score(query, prepared.projected)  # (B, S)
+        keys, g = prepared.grouped()
+        rows = query.size(0)
+        q = query.view(-1, g, query.size(-1))  # (N, G, Q)
+        scores = self.score(q, keys.projected)  # (N, G, S)
+        mask = keys.mask.unsqueeze(1)  # (N, 1, S)
         if self.mode == "global":
-            weights = masked_softmax(scores, prepared.mask)
+            weights = masked_softmax(scores, mask)
         else:
-            p_t = self.aligned_position(query, prepared, step).unsqueeze(1)  # (B, 1)
-            src = torch.arange(scores.size(1), device=scores.device, dtype=scores.dtype)  # (S,)
-            offset = src.unsqueeze(0) - p_t  # (B, S)
-            allowed = prepared.mask & (offset.abs() <= self.window)
+            p_t = self._position(q, keys.lengths.unsqueeze(1), step).unsqueeze(-1)  # (N, G, 1)
+            src = torch.arange(scores.size(-1), device=scores.device, dtype=scores.dtype)  # (S,)
+            offset = src - p_t  # (N, G, S)
+            allowed = mask & (offset.abs() <= self.window)
             weights = masked_softmax(scores, allowed)
             if self.mode == "local-p":
                 sigma = self.window / 2
                 weights = weights * torch.exp(-offset.pow(2) / (2 * sigma**2))
-        context = torch.bmm(weights.unsqueeze(1), prepared.keys).squeeze(1)  # (B, K)
-        return context, weights
+        context = torch.bmm(weights, keys.keys)  # (N, G, K)
+        return context.view(rows, -1), weights.view(rows, -1)
 
     def extra_repr(self) -> str:
         window = "" if self.mode == "global" else f", window={self.window}"

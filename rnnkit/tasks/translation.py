@@ -27,7 +27,6 @@ from rnnkit.data.binarized import IndexedDataset
 from rnnkit.data.buckets import BatchIterator, batch_by_size
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
-from rnnkit.generation.sampling import without_onednn
 from rnnkit.generation.search import Hypothesis, SearchConfig, generate, replace_unk
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.reporting import get_reporter
@@ -285,9 +284,8 @@ class TranslationTask:
             src[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         lengths = torch.tensor([len(s) for s in sources])
         d = self.tgt_dict
-        with without_onednn():  # oneDNN is several times slower for one-step recurrences
-            return generate(model, src.to(device), lengths.to(device), search, d.eos_index,
-                            d.pad_index, d.unk_index)  # fmt: skip
+        return generate(model, src.to(device), lengths.to(device), search, d.eos_index,
+                        d.pad_index, d.unk_index)  # fmt: skip
 
     def encode_source(self, line: str) -> list[int]:
         """A raw source line → its ids, ending in ``</s>``."""

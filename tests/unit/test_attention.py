@@ -165,6 +165,36 @@ def test_reorder_selects_sentences() -> None:
     assert_close(weights, expected_weights[order])
 
 
+@pytest.mark.parametrize("mode", ["global", "local-m", "local-p"])
+@pytest.mark.parametrize("score", ["concat", "general"])
+def test_beam_reorders_keep_one_copy_per_sentence(score: str, mode: str) -> None:
+    """Beam search's reorders (repeat, follow beams, drop a sentence, anything else) give the
+    attention of the selected rows, while the keys stay one row per sentence when they can."""
+    _, keys, mask = _inputs()
+    att = _attention(score, mode)
+    prepared, sentence = att.prepare(keys, mask), torch.arange(B)  # row -> original sentence
+    orders = [
+        (torch.arange(B).repeat_interleave(4), 3, 4),  # beams of 4: no copy
+        (torch.tensor([1, 0, 0, 3, 5, 4, 6, 7, 8, 8, 9, 11]), 3, 4),  # follow beams
+        (torch.tensor([0, 0, 1, 2, 9, 10, 8, 8]), 2, 4),  # sentence 1 leaves: copy the others
+        (torch.tensor([5, 0, 6, 6, 1]), 2, None),  # not in groups: gathered per row
+        (torch.tensor([4, 1]), 1, 2),  # back in a group
+    ]
+    for order, sentences, group in orders:
+        sentence, prepared = sentence[order], prepared.reorder(order)
+        assert prepared.keys.size(0) == sentences
+        assert (prepared.rows is None) == (group is not None)
+        assert group is None or prepared.group == group
+        query = torch.randn(order.numel(), H)
+        context, weights = att(query, prepared, step=2)
+        naive = att.prepare(keys[sentence], mask[sentence])
+        expected_context, expected_weights = att(query, naive, step=2)
+        assert_close(context, expected_context)
+        assert_close(weights, expected_weights)
+        if mode == "local-p":
+            assert_close(att.aligned_position(query, prepared), att.aligned_position(query, naive))
+
+
 def test_attentional_hidden_formula() -> None:
     torch.manual_seed(0)
     hidden, context = torch.randn(B, H), torch.randn(B, H + 2)

@@ -172,3 +172,23 @@ def test_state_reorder_detach_and_init():
     assert not state.detach().h.requires_grad and state.h.requires_grad
     assert isinstance(state.to("cpu"), RecurrentState)
     assert RecurrentStack("gru", IN, H).init_state(2).c is None
+
+
+def test_one_step_with_few_rows_runs_without_onednn(monkeypatch):
+    """oneDNN's CPU LSTM is slower for a single step of a few rows (sampling, one sentence's
+    beams) and faster with many: the stack turns it off only there, and restores the flag."""
+    stack = RecurrentStack("lstm", 4, 8, 1)
+    seen, forward = [], stack.rnn.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.mkldnn.enabled)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(stack.rnn, "forward", spy)
+    before = torch.backends.mkldnn.enabled
+    small, _ = stack(torch.randn(1, 1, 4))
+    stack(torch.randn(64, 1, 4))  # many rows
+    stack(torch.randn(1, 5, 4))  # a sequence
+    assert seen == [False, before, before]
+    assert torch.backends.mkldnn.enabled == before
+    assert small.shape == (1, 1, 8)
