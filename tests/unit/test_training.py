@@ -101,7 +101,10 @@ def test_tiny_model_overfits_tiny_corpus(tmp_path):
     run = make_run(
         tmp_path,
         model={"hidden-size": 32, "embed-dim": 16},
-        lr=0.05,
+        # lr 0.05 unclipped was chaotic here: rounding-level changes (fused Adam) moved the end
+        # loss from 0.05 to 0.54; with 0.03 and clipping seeds 1-3 end at 0.03-0.10 either way.
+        lr=0.03,
+        clip_norm=1.0,
         max_epoch=12,
         batch_size=2,
         bptt=20,
