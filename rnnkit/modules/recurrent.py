@@ -122,9 +122,14 @@ class RecurrentStack(nn.Module):
         """``x`` (B, T, I) → output (B, T, dirs*H) and the state after the last step."""
         if state is None:
             state = self.init_state(x.size(0), x.device, x.dtype)
-        if x.device.type == "cpu" and x.size(1) == 1 and x.size(0) < ONEDNN_MIN_ROWS:
-            with torch.backends.mkldnn.flags(enabled=False):
+        onednn = torch.backends.mkldnn.enabled
+        if onednn and x.device.type == "cpu" and x.size(1) == 1 and x.size(0) < ONEDNN_MIN_ROWS:
+            # Not torch.backends.mkldnn.flags(): it also sets TF32 options and warns about them.
+            torch.backends.mkldnn.enabled = False
+            try:
                 return self._forward(x, state)
+            finally:
+                torch.backends.mkldnn.enabled = onednn
         return self._forward(x, state)
 
     def _forward(self, x: Tensor, state: RecurrentState) -> tuple[Tensor, RecurrentState]:
