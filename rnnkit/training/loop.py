@@ -88,11 +88,16 @@ def _signal_votes(caught: list[int]) -> list[float]:
 
 
 def _adopt(votes: Sequence[float], caught: list[int]) -> bool:
-    """Take the signals other workers caught as this worker's own; True if there are any."""
-    for s, n in zip(_SIGNALS, votes, strict=False):
-        if n > 0 and s not in caught:
-            caught.append(s)
-    return bool(caught)
+    """Take the signals other workers voted for as this worker's own; True if any was voted.
+
+    The answer comes from the summed ``votes`` alone, never from ``caught``: a signal can land
+    while this worker waits in the all-reduce, after it voted, and a worker that stopped for it
+    alone would leave the others waiting in their next collective (until torchrun kills them).
+    Such a signal stays in ``caught`` and is voted for at the next update.
+    """
+    voted = [s for s, n in zip(_SIGNALS, votes, strict=False) if n > 0]
+    caught.extend(s for s in voted if s not in caught)
+    return bool(voted)
 
 
 def _agree_on_signals(caught: list[int]) -> bool:
@@ -265,7 +270,9 @@ def _train_iterator(run: Run) -> Any:
 
 
 def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
-    """Run (the rest of) the current epoch; returns False when the run must stop mid-epoch."""
+    """Run (the rest of) the current epoch; returns False, after writing ``checkpoint_last.pt``,
+    when the run must stop (a signal, ``--max-update``, ``--stop-time-hours``) before the epoch's
+    validation."""
     cfg, p = run.cfg, run.progress
     itr = _train_iterator(run)
     loss_acc, tok_acc, t0, t_log = 0.0, 0.0, time.monotonic(), time.monotonic()
@@ -301,6 +308,9 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
             if stop or (cfg.max_update > 0 and p.updates >= cfg.max_update):
                 save(run, itr, epoch_end=False, is_best=False)
                 return False
+    if _agree_on_signals(caught):  # a signal after the last update's vote: keep the epoch
+        save(run, itr, epoch_end=False, is_best=False)
+        return False
     log.write(
         event="train_epoch",
         epoch=p.epoch,
@@ -343,10 +353,9 @@ def _fit(run: Run) -> Progress:
     p = run.progress
     with catch_signals() as caught:
         while not _done(run):
-            finished = train_epoch(run, log, caught)
-            if _agree_on_signals(caught):
-                raise TrainingInterrupted(caught[0], run.save_dir / "checkpoint_last.pt")
-            if not finished:
+            if not train_epoch(run, log, caught):  # it saved before stopping
+                if _agree_on_signals(caught):
+                    raise TrainingInterrupted(caught[0], run.save_dir / "checkpoint_last.pt")
                 break
             results = validate(run)
             is_best = after_validation(run, results, log)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,10 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task
 from rnnkit.tasks.lm import StreamIterator, Window, batchify
 from rnnkit.tokenizers import CharTokenizer
+from rnnkit.training import loop
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.loop import build_run, fit, train_step
+from rnnkit.training.loop import TrainingInterrupted, build_run, fit, train_step
 from rnnkit.training.optim import LR_SCHEDULER_REGISTRY
 
 TINY = {"embed-dim": 8, "hidden-size": 8, "num-layers": 1}
@@ -132,6 +135,38 @@ def test_resume_is_bitwise_identical(tmp_path):
         assert torch.equal(straight[k], resumed_mid[k]), k
     state = load_checkpoint(tmp_path / "c" / "checkpoint_last.pt")
     assert state["progress"]["epoch"] == 3 and state["progress"]["updates"] > 7
+
+
+def test_stop_is_decided_by_the_summed_votes_only():
+    """A signal that lands while a worker waits in the all-reduce, after it voted, must not stop
+    that worker alone (the others would wait for it in their next collective)."""
+    caught = [signal.SIGINT]
+    assert not loop._adopt([0.0, 0.0], caught) and caught == [signal.SIGINT]
+    caught = []
+    assert loop._adopt([0.0, 1.0], caught) and caught == [signal.SIGTERM]
+
+
+def test_signal_after_an_epochs_last_update_keeps_the_epoch(tmp_path, monkeypatch):
+    straight = _train(tmp_path, "a", max_epoch=2)
+    per_epoch = load_checkpoint(tmp_path / "a" / "checkpoint1.pt")["progress"]["updates"]
+    adopt, calls = loop._adopt, []
+
+    def late_signal(votes, caught):  # Ctrl-C right after the epoch's last update decided
+        out = adopt(votes, caught)
+        calls.append(1)
+        if len(calls) == per_epoch:  # one call per update, the first epoch's last one
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(loop, "_adopt", late_signal)
+    with pytest.raises(TrainingInterrupted, match="interrupted by signal 2"):
+        _train(tmp_path, "b", max_epoch=2)
+    progress = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["progress"]
+    assert (progress["epoch"], progress["updates"]) == (1, per_epoch)  # saved, not validated
+    monkeypatch.setattr(loop, "_adopt", adopt)
+    resumed = _train(tmp_path, "b", max_epoch=2)
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
