@@ -9,7 +9,7 @@ Every configuration decodes the same model with the same search options (``--max
 trained here for ``--train-updates`` updates with the real training loop (so hypotheses end
 where a trained model ends them, not at the length limit).
 
-    python benchmarks/generate.py --threads 2
+    python benchmarks/generate.py --threads 2 [--amp bf16]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from rnnkit.hub import load  # noqa: E402
 from rnnkit.tasks import load_task  # noqa: E402
 from rnnkit.training.config import TrainConfig  # noqa: E402
 from rnnkit.training.loop import build_run, fit  # noqa: E402
+from rnnkit.training.precision import Precision  # noqa: E402
 
 
 def train(data: Path, save_dir: Path, updates: int) -> Path:
@@ -64,6 +65,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--single-limit", type=int, default=1000,
                    help="sentences decoded (every k-th of the 1,000 when fewer)")  # fmt: skip
+    p.add_argument("--amp", choices=["none", "bf16"], default="none",
+                   help="also decode batch 128 under bf16 autocast (rnnkit generate --amp bf16) "
+                        "and count its hypotheses that differ from fp32's")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,6 +92,30 @@ def main() -> None:
         for beam in (1, 5):
             print(f"beam {beam}: batched/one-at-a-time speed-up "
                   f"{results[beam, 128] / results[beam, 1]:.1f}x")  # fmt: skip
+        if args.amp == "bf16":
+            print("bf16 autocast, batch 128:")
+            for beam in (1, 5):
+                ids = list(range(1000))
+                fp32 = hypotheses(model, task, beam, ids)
+                with Precision("bf16", model.device).autocast():
+                    sps, tps = decode(model, task, beam, 128, ids)
+                    bf16 = hypotheses(model, task, beam, ids)
+                differ = sum(a != b for a, b in zip(fp32, bf16, strict=True))
+                print(f"beam {beam}: {sps:6.1f} sent/s {tps:7.1f} tok/s, "
+                      f"{sps / results[beam, 128]:.2f}x fp32; {differ} of {len(ids)} "
+                      "hypotheses differ from fp32's")  # fmt: skip
+
+
+def hypotheses(model, task, beam: int, ids: list[int]) -> list[list[int]]:
+    """The best hypothesis of each sentence ``ids`` (batches of 128), in ``ids`` order."""
+    search = SearchConfig(beam=beam, max_len_a=1.2, max_len_b=10)
+    src, _ = task.datasets("valid")
+    out = []
+    for start in range(0, len(ids), 128):
+        sources = [src[i].tolist() for i in ids[start : start + 128]]
+        hypos = task.search(model.model, sources, search, model.device)
+        out += [h[0].tokens.tolist() if h else [] for h in hypos]
+    return out
 
 
 if __name__ == "__main__":

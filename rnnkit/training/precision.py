@@ -32,7 +32,7 @@ class Precision:
         self.device_type = device.type
         self.dtype = _DTYPES.get(amp)
         if amp == "fp16" and device.type != "cuda":
-            _warn("--amp fp16 needs CUDA; training in fp32 (--amp bf16 works on CPU)")
+            _warn("--amp fp16 needs CUDA; running in fp32 (--amp bf16 works on CPU)")
             self.dtype = None
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype is torch.float16 else None
 

@@ -93,6 +93,20 @@ def test_stdin_gives_one_line_per_line_in_order(toy, rnnkit_bin):
     assert skipped[2] == "" and len(skipped) == 6
 
 
+def test_amp_bf16_decodes_alike_and_fp16_falls_back_on_cpu(toy, rnnkit_bin):
+    ckpt = str(toy / "ckpt" / "checkpoint_best.pt")
+    args = ["generate", "--path", ckpt, "--input", str(toy / "raw" / "test.src"), "--beam", "3"]
+    fp32 = run(rnnkit_bin, *args).stdout.splitlines()
+    bf16 = run(rnnkit_bin, *args, "--amp", "bf16")
+    assert "decoding under bf16 autocast on cpu" in bf16.stderr
+    lines = bf16.stdout.splitlines()
+    assert len(lines) == 500
+    assert sum(a == b for a, b in zip(fp32, lines, strict=True)) >= 475  # rounding, not garbage
+    fp16 = run(rnnkit_bin, *args, "--amp", "fp16")
+    assert "--amp fp16 needs CUDA; running in fp32" in fp16.stderr
+    assert fp16.stdout.splitlines() == fp32
+
+
 def test_invalid_utf8_is_replaced_with_a_warning(toy, rnnkit_bin):
     proc = run(rnnkit_bin, "generate", "--path", str(toy / "ckpt" / "checkpoint_best.pt"), "-i",
                "-", stdin=b"3 june 1 9 9 9\n\xff 3 june 1 9 9 9\n")  # fmt: skip
