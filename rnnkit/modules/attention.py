@@ -205,7 +205,7 @@ class Attention(nn.Module):
 
     def prepare(self, keys: Tensor, mask: Tensor) -> PreparedKeys:
         """``keys`` (B, S, K) and ``mask`` (B, S) bool (True = real token), once per sentence."""
-        lengths = mask.sum(dim=1).to(keys.dtype)  # (B,)
+        lengths = mask.sum(dim=1).float()  # (B,) float32 even for bf16 keys: positions > 256
         return PreparedKeys(keys, self.score.prepare(keys), mask, lengths)
 
     def aligned_position(
@@ -248,15 +248,15 @@ class Attention(nn.Module):
             weights = masked_softmax(scores, mask)
         else:
             p_t = self._position(q, keys.lengths.unsqueeze(1), step).unsqueeze(-1)  # (N, G, 1)
-            src = torch.arange(scores.size(-1), device=scores.device, dtype=scores.dtype)  # (S,)
+            src = torch.arange(scores.size(-1), device=scores.device, dtype=torch.float32)
             offset = src - p_t  # (N, G, S)
             allowed = mask & (offset.abs() <= self.window)
             weights = masked_softmax(scores, allowed)
             if self.mode == "local-p":
                 sigma = self.window / 2
                 weights = weights * torch.exp(-offset.pow(2) / (2 * sigma**2))
-        context = torch.bmm(weights, keys.keys)  # (N, G, K)
-        return context.view(rows, -1), weights.view(rows, -1)
+        context = torch.bmm(weights.to(keys.keys.dtype), keys.keys)  # (N, G, K)
+        return context.view(rows, context.size(-1)), weights.view(rows, weights.size(-1))
 
     def extra_repr(self) -> str:
         window = "" if self.mode == "global" else f", window={self.window}"

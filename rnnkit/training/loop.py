@@ -311,6 +311,8 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
     if _agree_on_signals(caught):  # a signal after the last update's vote: keep the epoch
         save(run, itr, epoch_end=False, is_best=False)
         return False
+    if tok_acc == 0:  # resumed after the epoch's last update: nothing trained here to log
+        return True
     log.write(
         event="train_epoch",
         epoch=p.epoch,

@@ -195,6 +195,18 @@ def test_beam_reorders_keep_one_copy_per_sentence(score: str, mode: str) -> None
             assert_close(att.aligned_position(query, prepared), att.aligned_position(query, naive))
 
 
+def test_no_rows_and_long_sources_under_bf16() -> None:
+    att = Attention("general", H, H, mode="local-m", window=2)
+    keys, mask = torch.randn(1, 300, H), torch.ones(1, 300, dtype=torch.bool)
+    empty = att.prepare(keys, mask).reorder(torch.tensor([], dtype=torch.long))
+    context, weights = att(torch.randn(0, H), empty, step=0)
+    assert context.shape == (0, H) and weights.shape == (0, 300)
+    # bf16 holds integers exactly only up to 256: positions are computed in float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, weights = att(torch.randn(1, H), att.prepare(keys, mask), step=281)
+    assert (weights[0] > 0).nonzero().flatten().tolist() == [279, 280, 281, 282, 283]
+
+
 def test_attentional_hidden_formula() -> None:
     torch.manual_seed(0)
     hidden, context = torch.randn(B, H), torch.randn(B, H + 2)

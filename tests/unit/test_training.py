@@ -272,3 +272,24 @@ def test_score_lines_batched_equals_one_at_a_time(tmp_path):
     assert [r["tokens"] for r in batched] == [4, 1, 8, 2, 4]
     for b, s in zip(batched, single, strict=True):
         assert b["logprob"] == pytest.approx(s["logprob"], rel=1e-5, abs=1e-5)
+
+
+def test_adam_is_fused_where_torch_has_the_kernel(monkeypatch):
+    from types import SimpleNamespace
+
+    from rnnkit.training import optim
+
+    cfg = SimpleNamespace(lr=0.1, adam_betas=(0.9, 0.999), weight_decay=0.0)
+    layer = torch.nn.Linear(3, 3)
+    # Param groups may hold iterators: the fusability check must not empty them.
+    for name in ("adam", "adamw"):
+        opt = optim.OPTIMIZER_REGISTRY.get(name)([{"params": layer.parameters()}], cfg)
+        assert len(opt.param_groups[0]["params"]) == 2 and opt.param_groups[0]["fused"]
+    # A torch without a fused CPU kernel (before 2.4) gets the per-tensor implementation.
+    monkeypatch.setattr(optim, "fused_devices", lambda: ("cuda",))
+    opt = optim.OPTIMIZER_REGISTRY.get("adam")(layer.parameters(), cfg)
+    assert not opt.param_groups[0]["fused"]
+    before = layer.weight.detach().clone()
+    layer(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    assert not torch.equal(before, layer.weight)
