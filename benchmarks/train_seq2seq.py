@@ -6,7 +6,7 @@ length-bucketed batches; the rnnkit side is the real loop (``fit``: progress, lo
 checkpoint) stopped by ``--max-update``. Runs alternate (raw, rnnkit, ...) so drift hits both;
 the median target tokens/s of each and their ratio are printed.
 
-    python benchmarks/train_seq2seq.py --updates 60 --repeats 3 --threads 2
+    python benchmarks/train_seq2seq.py --updates 60 --repeats 3 --threads 2 [--amp bf16]
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from rnnkit.training.loop import build_run, fit  # noqa: E402
 BATCH = 64
 
 
-def train_config(updates: int) -> TrainConfig:
+def train_config(updates: int, amp: str = "none") -> TrainConfig:
     return resolve(TrainConfig, dict(batch_size=BATCH, optimizer="adam", lr=1e-3, seed=1,
                                      max_update=updates, log_interval=1e9, reset=True,
-                                     no_epoch_checkpoints=True))  # fmt: skip
+                                     no_epoch_checkpoints=True, amp=amp))  # fmt: skip
 
 
 def raw_loop(data: Path, updates: int) -> float:
@@ -61,9 +61,9 @@ def raw_loop(data: Path, updates: int) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def rnnkit_loop(data: Path, updates: int, save_dir: Path) -> float:
+def rnnkit_loop(data: Path, updates: int, save_dir: Path, amp: str = "none") -> float:
     """The real ``rnnkit train`` loop for ``updates`` updates. Returns target tokens/s."""
-    run = build_run(train_config(updates), load_task(data), "attention_seq2seq", [MODEL],
+    run = build_run(train_config(updates, amp), load_task(data), "attention_seq2seq", [MODEL],
                     save_dir)  # fmt: skip
     counted = [0]
     loss = run.task.loss
@@ -84,17 +84,23 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--amp", choices=["none", "bf16"], default="none",
+                   help="also time rnnkit train --amp bf16 (the raw loop stays fp32)")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_workload(Path(tmp))
         raw_loop(data, 3)  # warm-up
-        raw, kit = [], []
+        raw, kit, bf16 = [], [], []
         for r in range(args.repeats):
             raw.append(raw_loop(data, args.updates))
             kit.append(rnnkit_loop(data, args.updates, Path(tmp) / f"run{r}"))
-            print(f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s",
+            extra = ""
+            if args.amp == "bf16":
+                bf16.append(rnnkit_loop(data, args.updates, Path(tmp) / f"bf16{r}", "bf16"))
+                extra = f", rnnkit --amp bf16 {bf16[-1]:,.0f} tok/s"
+            print(f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s{extra}",
                   file=sys.stderr)  # fmt: skip
     r_med, k_med = statistics.median(raw), statistics.median(kit)
     print(f"reversed PTB, attention_seq2seq 2x256 general+input feeding, batch {BATCH}, "
@@ -103,6 +109,9 @@ def main() -> None:
     print(f"raw PyTorch  {r_med:,.0f} target tok/s")
     print(f"rnnkit train {k_med:,.0f} target tok/s")
     print(f"ratio rnnkit/raw {k_med / r_med:.3f}")
+    if bf16:
+        b_med = statistics.median(bf16)
+        print(f"rnnkit train --amp bf16 {b_med:,.0f} target tok/s ({b_med / k_med:.2f}x fp32)")
 
 
 if __name__ == "__main__":
