@@ -365,6 +365,7 @@ def _fit(run: Run) -> Progress:
             set_lr(run.optimizer, run.schedule.step_epoch(p.epoch, first["loss"]))
             p.epoch = p.epoch + 1
             save(run, None, epoch_end=True, is_best=is_best)
-            if _agree_on_signals(caught):
+            # A signal during the last epoch's validation or save: the run is complete anyway.
+            if _agree_on_signals(caught) and not _done(run):
                 raise TrainingInterrupted(caught[0], run.save_dir / "checkpoint_last.pt")
     return p

@@ -169,6 +169,22 @@ def test_signal_after_an_epochs_last_update_keeps_the_epoch(tmp_path, monkeypatc
         assert torch.equal(straight[k], resumed[k]), k
 
 
+def test_signal_during_the_last_validation_lets_the_run_finish(tmp_path, monkeypatch):
+    validate = loop.validate
+
+    def interrupted(run):  # Ctrl-C while the final epoch is being validated
+        if run.progress.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return validate(run)
+
+    monkeypatch.setattr(loop, "validate", interrupted)
+    with pytest.raises(TrainingInterrupted):  # before the last epoch: stop, as asked
+        _train(tmp_path, "a", max_epoch=3)
+    assert load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")["progress"]["epoch"] == 3
+    _train(tmp_path, "b", max_epoch=2)  # the last epoch: the run is complete, no error
+    assert load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["progress"]["epoch"] == 3
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     run = make_run(tmp_path, max_epoch=1)
     fit(run)
