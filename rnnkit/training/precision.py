@@ -25,6 +25,14 @@ def _warn(message: str) -> None:
         get_reporter().warning(message)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN finds native bf16 arithmetic on this CPU (without it bf16 is emulated)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an op this torch build lacks
+        return False
+
+
 class Precision:
     """Autocast for the forward pass; with fp16, loss scaling around backward and step."""
 
@@ -34,6 +42,9 @@ class Precision:
         if amp == "fp16" and device.type != "cuda":
             _warn("--amp fp16 needs CUDA; running in fp32 (--amp bf16 works on CPU)")
             self.dtype = None
+        if amp == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+            _warn("--amp bf16: this CPU has no native bf16 (AVX-512-BF16 or AMX); it will run "
+                  "slower than fp32")  # fmt: skip
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype is torch.float16 else None
 
     def autocast(self) -> contextlib.AbstractContextManager:

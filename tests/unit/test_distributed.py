@@ -105,6 +105,19 @@ def test_fp16_and_compile_fall_back_on_cpu_with_a_warning(tmp_path, monkeypatch)
     assert any("--compile is skipped on CPU" in w for w in warnings)
 
 
+def test_bf16_warns_on_a_cpu_without_native_bf16(monkeypatch):
+    from rnnkit.training import precision
+
+    warnings: list[str] = []
+    monkeypatch.setattr(get_reporter(), "warning", warnings.append)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert precision.Precision("bf16", cpu).dtype is torch.bfloat16 and not warnings
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.Precision("bf16", cpu).dtype is torch.bfloat16  # still honoured
+    assert any("this CPU has no native bf16" in w for w in warnings)
+
+
 def test_scale_options_are_checked():
     with pytest.raises(RnnkitError, match="--update-freq must be at least 1"):
         resolve(TrainConfig, {"update_freq": 0})
