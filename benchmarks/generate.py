@@ -43,19 +43,23 @@ def train(data: Path, save_dir: Path, updates: int) -> Path:
     return save_dir / "checkpoint_last.pt"
 
 
-def decode(model, task, beam: int, batch: int, ids: list[int]) -> tuple[float, float]:
-    """(sentences/s, output tokens/s) decoding sentences ``ids`` of the valid split, sorted by
-    length into batches of ``batch`` as ``rnnkit generate`` does."""
+def decode(
+    model, task, beam: int, batch: int, ids: list[int]
+) -> tuple[float, float, dict[int, list[int]]]:
+    """(sentences/s, output tokens/s, best hypothesis per sentence) decoding sentences ``ids`` of
+    the valid split, sorted by length into batches of ``batch`` as ``rnnkit generate`` does."""
     search = SearchConfig(beam=beam, max_len_a=1.2, max_len_b=10)
     src, _ = task.datasets("valid")
     ids = sorted(ids, key=lambda i: int(src.sizes[i]))
-    tokens, t0 = 0, time.perf_counter()
+    found, t0 = {}, time.perf_counter()
     for start in range(0, len(ids), batch):
-        sources = [src[i].tolist() for i in ids[start : start + batch]]
-        hypos = task.search(model.model, sources, search, model.device)
-        tokens += sum(len(h[0].tokens) + 1 for h in hypos if h)
+        chunk = ids[start : start + batch]
+        hypos = task.search(model.model, [src[i].tolist() for i in chunk], search, model.device)
+        found.update((i, h[0].tokens) for i, h in zip(chunk, hypos, strict=True) if h)
     elapsed = time.perf_counter() - t0
-    return len(ids) / elapsed, tokens / elapsed
+    tokens = sum(len(t) + 1 for t in found.values())  # each with its eos
+    best = {i: found[i].tolist() if i in found else [] for i in ids}
+    return len(ids) / elapsed, tokens / elapsed, best
 
 
 def main() -> None:
@@ -86,36 +90,22 @@ def main() -> None:
         for beam in (1, 5):
             for batch in (128, 1):
                 ids = list(range(0, 1000, stride))
-                sps, tps = decode(model, task, beam, batch, ids)
-                results[beam, batch] = sps
+                sps, tps, best = decode(model, task, beam, batch, ids)
+                results[beam, batch] = sps, ids, best
                 print(f"{beam:>4}  {batch:>5}  {len(ids):>9}  {sps:6.1f}  {tps:7.1f}", flush=True)
         for beam in (1, 5):
             print(f"beam {beam}: batched/one-at-a-time speed-up "
-                  f"{results[beam, 128] / results[beam, 1]:.1f}x")  # fmt: skip
+                  f"{results[beam, 128][0] / results[beam, 1][0]:.1f}x")  # fmt: skip
         if args.amp == "bf16":
             print("bf16 autocast, batch 128:")
             for beam in (1, 5):
-                ids = list(range(1000))
-                fp32 = hypotheses(model, task, beam, ids)
+                fp32_sps, ids, fp32 = results[beam, 128]
                 with Precision("bf16", model.device).autocast():
-                    sps, tps = decode(model, task, beam, 128, ids)
-                    bf16 = hypotheses(model, task, beam, ids)
-                differ = sum(a != b for a, b in zip(fp32, bf16, strict=True))
+                    sps, tps, bf16 = decode(model, task, beam, 128, ids)
+                differ = sum(fp32[i] != bf16[i] for i in ids)
                 print(f"beam {beam}: {sps:6.1f} sent/s {tps:7.1f} tok/s, "
-                      f"{sps / results[beam, 128]:.2f}x fp32; {differ} of {len(ids)} "
+                      f"{sps / fp32_sps:.2f}x fp32; {differ} of {len(ids)} "
                       "hypotheses differ from fp32's")  # fmt: skip
-
-
-def hypotheses(model, task, beam: int, ids: list[int]) -> list[list[int]]:
-    """The best hypothesis of each sentence ``ids`` (batches of 128), in ``ids`` order."""
-    search = SearchConfig(beam=beam, max_len_a=1.2, max_len_b=10)
-    src, _ = task.datasets("valid")
-    out = []
-    for start in range(0, len(ids), 128):
-        sources = [src[i].tolist() for i in ids[start : start + 128]]
-        hypos = task.search(model.model, sources, search, model.device)
-        out += [h[0].tokens.tolist() if h else [] for h in hypos]
-    return out
 
 
 if __name__ == "__main__":

@@ -30,17 +30,19 @@ def _sgd(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
 @OPTIMIZER_REGISTRY.register("adam")
 def _adam(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
     """Adam (Kingma & Ba 2015)."""
-    params = _materialize(params)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas,
-                            weight_decay=cfg.weight_decay, fused=can_fuse(params))  # fmt: skip
+    return _adam_like(torch.optim.Adam, params, cfg)
 
 
 @OPTIMIZER_REGISTRY.register("adamw")
 def _adamw(params: Iterable, cfg: Any) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+    return _adam_like(torch.optim.AdamW, params, cfg)
+
+
+def _adam_like(cls: type, params: Iterable, cfg: Any) -> torch.optim.Optimizer:
     params = _materialize(params)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.adam_betas,
-                             weight_decay=cfg.weight_decay, fused=can_fuse(params))  # fmt: skip
+    return cls(params, lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay,
+               fused=can_fuse(params))  # fmt: skip
 
 
 def _materialize(params: Iterable) -> list:
