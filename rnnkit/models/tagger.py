@@ -24,6 +24,7 @@ from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import register_architecture, register_model
 from rnnkit.modules.cells import CELL
+from rnnkit.modules.recurrent import run_fused
 
 Pooling = Literal["last", "mean", "max", "attention"]
 
@@ -37,7 +38,9 @@ class EncoderConfig:
     hidden_size: int = opt(100, "hidden units per direction and layer")
     num_layers: int = opt(1, "number of recurrent layers")
     bidirectional: bool = opt(True, "read the sentence in both directions")
-    dropout: float = opt(0.2, "dropout on the embeddings, between layers and on the outputs")
+    dropout: float = opt(
+        0.2, "dropout on the embeddings, between layers and on the outputs", resumable=True
+    )
 
     def __post_init__(self) -> None:
         if CELL.get(self.cell).fused_mode is None:  # also: an unknown cell lists the valid ones
@@ -55,7 +58,9 @@ class TaggerConfig(EncoderConfig):
 
     label_head: bool = opt(False, "also predict a sentence label (intent), trained jointly")
     pooling: Pooling = opt("mean", "label head: pool encoder states by last, mean, max, attention")
-    label_weight: float = opt(1.0, "label head: weight of the label loss against the tag loss")
+    label_weight: float = opt(
+        1.0, "label head: weight of the label loss against the tag loss", resumable=True
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -93,7 +98,7 @@ class SentenceEncoder(nn.Module):
         packed = pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
         )
-        out, hx = self.rnn(packed)
+        out, hx = run_fused(self.rnn, packed)  # fp32 where bf16 autocast cannot run it
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.size(1))
         h = hx[0] if isinstance(hx, tuple) else hx  # (L*dirs, B, H), in the batch's order
         final = h[-self.dirs :].transpose(0, 1).reshape(tokens.size(0), -1)  # (B, dirs*H)

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import RnnkitError
 from rnnkit.modules.cells import CELL
-from rnnkit.modules.recurrent import RecurrentState
+from rnnkit.modules.recurrent import RecurrentState, run_fused
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class RecurrentEncoder(nn.Module):
             if i > 0:
                 x = self.drop(x)
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, hx = rnn(packed)
+            out, hx = run_fused(rnn, packed)  # fp32 where bf16 autocast cannot run it
             y, _ = pad_packed_sequence(out, batch_first=True, total_length=s)  # (B, S, D)
             x = y + x if self.residual and y.shape == x.shape else y
             h, c = hx if self.cell_has_c else (hx, None)

@@ -1,10 +1,13 @@
 """Speed options of the training loop: mixed precision (``--amp``) and ``--compile``.
 
-``bf16`` runs the forward pass and loss under ``torch.autocast`` (on CUDA, and on CPU where torch
-supports it); ``fp16`` adds a gradient scaler, whose state the checkpoint carries, and needs CUDA
-(on CPU it is skipped with a warning: oneDNN has no fp16 LSTM). ``--compile`` wraps the training
-model in ``torch.compile`` on CUDA; on CPU it is skipped with a warning, since the fused RNN
-kernels leave it little to gain for a compile that takes tens of seconds.
+``bf16`` runs the forward pass and loss under ``torch.autocast`` (on CUDA and on CPU). On a CPU
+where oneDNN has no bf16 (no AVX-512: its LSTM has no bf16 kernel there) the recurrent layers run
+in fp32 inside autocast (:func:`~rnnkit.modules.recurrent.fp32_recurrence` says why) and the rest
+in emulated bf16: it works, slower than fp32, as one warning says. ``fp16`` adds a gradient
+scaler, whose state the checkpoint carries, and needs CUDA (on CPU it is skipped with a warning:
+oneDNN has no fp16 LSTM). ``--compile`` wraps the training model in ``torch.compile`` on CUDA;
+on CPU it is skipped with a warning, since the fused RNN kernels leave it little to gain for a
+compile that takes tens of seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from typing import Any
 
 import torch
 
+from rnnkit.modules.recurrent import cpu_has_bf16
 from rnnkit.reporting import get_reporter
 from rnnkit.training import distributed
+
+__all__ = ["Precision", "cpu_has_bf16", "maybe_compile"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -23,14 +29,6 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def _warn(message: str) -> None:
     if distributed.rank() == 0:
         get_reporter().warning(message)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN finds native bf16 arithmetic on this CPU (without it bf16 is emulated)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # an op this torch build lacks
-        return False
 
 
 class Precision:
@@ -43,8 +41,8 @@ class Precision:
             _warn("--amp fp16 needs CUDA; running in fp32 (--amp bf16 works on CPU)")
             self.dtype = None
         if amp == "bf16" and device.type == "cpu" and not cpu_has_bf16():
-            _warn("--amp bf16: this CPU has no native bf16 (AVX-512-BF16 or AMX); it will run "
-                  "slower than fp32")  # fmt: skip
+            _warn("--amp bf16: this CPU has no native bf16 (AVX-512-BF16 or AMX); the recurrent "
+                  "layers run in fp32 and the rest in emulated bf16, slower than fp32")  # fmt: skip
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype is torch.float16 else None
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -13,6 +13,7 @@ import sacrebleu
 
 import rnnkit
 from rnnkit.errors import RnnkitError
+from rnnkit.training.precision import cpu_has_bf16
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -99,6 +100,9 @@ def test_amp_bf16_decodes_alike_and_fp16_falls_back_on_cpu(toy, rnnkit_bin):
     fp32 = run(rnnkit_bin, *args).stdout.splitlines()
     bf16 = run(rnnkit_bin, *args, "--amp", "bf16")
     assert "decoding under bf16 autocast on cpu" in bf16.stderr
+    # Where oneDNN has no bf16 the recurrent layers run in fp32, with one warning that says so.
+    warned = bf16.stderr.count("no native bf16 (AVX-512-BF16 or AMX); the recurrent layers run")
+    assert warned == (0 if cpu_has_bf16() else 1)
     lines = bf16.stdout.splitlines()
     assert len(lines) == 500
     assert sum(a == b for a, b in zip(fp32, lines, strict=True)) >= 475  # rounding, not garbage

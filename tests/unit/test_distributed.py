@@ -87,8 +87,15 @@ def test_a_task_without_shard_cannot_train_on_several_workers(tmp_path, monkeypa
         fit(run)
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path):
+def test_bf16_autocast_trains_on_cpu(tmp_path, monkeypatch):
+    """On every CPU: natively, or with fp32 recurrent layers and one warning where oneDNN has no
+    bf16 (its LSTM would fail there; ``tests/e2e/test_bf16_portable.py`` forces such a CPU)."""
+    from rnnkit.training.precision import cpu_has_bf16
+
+    warnings: list[str] = []
+    monkeypatch.setattr(get_reporter(), "warning", warnings.append)
     fit(make_run(tmp_path, amp="bf16", max_update=3))
+    assert sum("this CPU has no native bf16" in w for w in warnings) == (not cpu_has_bf16())
     state = load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     assert state["progress"]["updates"] == 3 and "amp_scaler" not in state
     assert all(torch.isfinite(v).all() for v in state["model_state"].values())
