@@ -76,7 +76,13 @@ def generate(
         int, _opt("Binarized data: source tokens per batch (0: off).", IO_PANEL)
     ] = 0,
     max_source_positions: Annotated[
-        int, _opt("Longer raw lines are truncated (with a warning).", IO_PANEL)
+        int,
+        _opt(
+            "Raw lines of more tokens are truncated (with a warning naming the line).",
+            IO_PANEL,
+            "--max-source-positions",
+            "--max-positions",
+        ),
     ] = 1024,
     skip_invalid_size_inputs: Annotated[
         bool, _opt("Skip over-long lines instead (an empty output line).", IO_PANEL)
@@ -126,8 +132,8 @@ def generate(
     amp: Annotated[
         Amp,
         typer.Option(
-            help="Decode under autocast: bf16 (CPU with AVX-512-BF16 or AMX, or CUDA) or fp16 "
-            "(CUDA). Faster; hypotheses can differ slightly from fp32's."
+            help="Decode under autocast: bf16 (faster on CUDA and on CPUs with AVX-512-BF16 or "
+            "AMX; slower elsewhere) or fp16 (CUDA). Hypotheses can differ slightly from fp32's."
         ),
     ] = Amp.none,
     user_dir: UserDirOption = None,
@@ -159,15 +165,15 @@ def generate(
                           min_len=min_len, lenpen=lenpen, unkpen=unkpen,
                           no_repeat_ngram_size=no_repeat_ngram_size, sampling=sampling,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # fmt: skip
-    check_readable(path)
     model = load(path, device)
     precision = Precision(amp.value, model.device)
     if precision.dtype is not None:
         get_reporter().info(f"decoding under {amp.value} autocast on {model.device.type}")
     with precision.autocast():
         if model.task_name in ("tagging", "classification"):
+            limit = (max_source_positions, skip_invalid_size_inputs)
             generate_tags(model, data, gen_subset, input, buffer_size, batch_size, max_tokens,
-                          print_label, quiet, output)  # fmt: skip
+                          print_label, quiet, output, limit)  # fmt: skip
             return
         if model.task_name != "translation":
             raise RnnkitError(
@@ -206,9 +212,10 @@ def raw_buffer(input: str, buffer_size: int | None) -> int:  # noqa: A002
 def generate_tags(
     model: Pretrained, data: Path | None, subset: str, input: str | None,  # noqa: A002
     buffer_size: int | None, batch_size: int, max_tokens: int, print_label: bool, quiet: bool,
-    output: Path | None,
+    output: Path | None, limit: tuple[int, bool] = (1024, False),
 ) -> None:  # fmt: skip
-    """Tags or labels of a tagging or classification model (:mod:`rnnkit_cli.generate_tags`)."""
+    """Tags or labels of a tagging or classification model (:mod:`rnnkit_cli.generate_tags`);
+    ``limit``: raw lines' ``--max-positions`` and ``--skip-invalid-size-inputs``."""
     from rnnkit_cli.generate_tags import label_lines, label_split
 
     with sink(output) as out:
@@ -216,7 +223,7 @@ def generate_tags(
             label_split(model, data, subset, batch_size, max_tokens, quiet, out)
         else:
             assert input is not None
-            label_lines(model, input, raw_buffer(input, buffer_size), print_label, out)
+            label_lines(model, input, raw_buffer(input, buffer_size), print_label, out, limit)
 
 
 class Show:
@@ -325,6 +332,19 @@ def read_raw(name: str) -> Iterator[tuple[int, str]]:
         yield from stream_lines(f, name, errors="warn")
 
 
+def read_batches(name: str, buffer_size: int) -> Iterator[list[tuple[int, str]]]:
+    """:func:`read_raw`'s lines in lists of ``buffer_size`` (the last may be shorter), each
+    handed over as soon as it is full, so output can follow every batch."""
+    buffer: list[tuple[int, str]] = []
+    for line in read_raw(name):
+        buffer.append(line)
+        if len(buffer) >= buffer_size:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+
+
 def decode_lines(
     model: Pretrained, name: str, buffer_size: int, search: SearchConfig,
     options: TranslateOptions, show: Show, out: IO[str],
@@ -333,24 +353,13 @@ def decode_lines(
     from dataclasses import replace
 
     where = "<stdin>" if name == "-" else name
-    buffer: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        first = buffer[0][0]
-        opts = replace(options, source_name=where, first_line=first)
-        results = model.task.translate_lines(model.model, [t for _, t in buffer], search,
+    for batch in read_batches(name, buffer_size):
+        opts = replace(options, source_name=where, first_line=batch[0][0])
+        results = model.task.translate_lines(model.model, [t for _, t in batch], search,
                                              model.device, opts)  # fmt: skip
-        for (n, _), t in zip(buffer, results, strict=True):
+        for (n, _), t in zip(batch, results, strict=True):
             out.write(_raw_line(model.task, t, show, n) + "\n")
         out.flush()
-        buffer.clear()
-
-    for n, text in read_raw(name):
-        buffer.append((n, text))
-        if len(buffer) >= buffer_size:
-            flush()
-    if buffer:
-        flush()
 
 
 def _raw_line(task: TranslationTask, t: Translation, show: Show, n: int) -> str:

@@ -7,7 +7,9 @@ here; both modes call the Python API (:meth:`rnnkit.hub.Pretrained.tag`, ``class
 - Raw lines (``--input FILE|-``): one output line per input line, in order, flushed after every
   ``--buffer-size`` lines. Tagging prints the tags, space-separated, one per token of the
   model's tokenizer (``--print-label``: the sentence label of a label head, a tab, then the
-  tags); classification prints the label. A line without tokens gives an empty line.
+  tags); classification prints the label. A line without tokens gives an empty line; a line of
+  more than ``--max-positions`` tokens is truncated, or skipped (an empty line) with
+  ``--skip-invalid-size-inputs``, with a warning naming it.
 - Binarized data (``DATA --gen-subset SPLIT``): per sentence ``S-i`` (tokens), ``T-i`` / ``H-i``
   (gold / predicted tags) and ``TL-i`` / ``HL-i`` (gold / predicted label; ``HL`` adds the
   label's probability after a tab), then one line ``Generate SPLIT: F1 = … | Acc = … |
@@ -24,7 +26,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.hub import Pretrained
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks.tagging import model_config
-from rnnkit_cli.generate import read_raw
+from rnnkit_cli.generate import read_batches
 
 
 def has_label_head(model: Pretrained) -> bool:
@@ -33,30 +35,29 @@ def has_label_head(model: Pretrained) -> bool:
 
 
 def label_lines(
-    model: Pretrained, name: str, buffer_size: int, print_label: bool, out: IO[str]
-) -> None:
-    """Tags (or labels) of each raw line of ``name`` (``-``: stdin), one output line each."""
+    model: Pretrained, name: str, buffer_size: int, print_label: bool, out: IO[str],
+    limit: tuple[int, bool] = (1024, False),
+) -> None:  # fmt: skip
+    """Tags (or labels) of each raw line of ``name`` (``-``: stdin), one output line each; a
+    line over ``limit[0]`` tokens is truncated, or with ``limit[1]`` skipped (an empty line)."""
     if print_label and not has_label_head(model):
         raise RnnkitError(
             "--print-label: this tagger has no label head (train it with --label-head)"
         )
-    buffer: list[str] = []
-
-    def flush() -> None:
-        if model.task_name == "classification":
-            shown = [(r["tokens"], r["label"]) for r in model.classify(buffer)]
-        else:
-            shown = [(r["tokens"], _tag_line(r, print_label)) for r in model.tag(buffer)]
-        out.writelines((text if tokens else "") + "\n" for tokens, text in shown)
+    where = "<stdin>" if name == "-" else name
+    options = {"max_positions": limit[0], "skip_invalid": limit[1], "source_name": where}
+    predict = model.classify if model.task_name == "classification" else model.tag
+    for batch in read_batches(name, buffer_size):
+        results = predict([text for _, text in batch], first_line=batch[0][0], **options)
+        out.writelines(_shown(r, model.task_name, print_label) + "\n" for r in results)
         out.flush()
-        buffer.clear()
 
-    for _, text in read_raw(name):
-        buffer.append(text)
-        if len(buffer) >= buffer_size:
-            flush()
-    if buffer:
-        flush()
+
+def _shown(result: dict[str, Any] | None, task: str, print_label: bool) -> str:
+    """The output line of one result: empty for a line without tokens or skipped as too long."""
+    if result is None or not result["tokens"]:
+        return ""
+    return result["label"] if task == "classification" else _tag_line(result, print_label)
 
 
 def _tag_line(result: dict[str, Any], print_label: bool) -> str:

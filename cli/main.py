@@ -1,17 +1,22 @@
 """Entry point of the ``rnnkit`` command: combines the subcommands and turns errors into exits.
 
-A :class:`~rnnkit.errors.RnnkitError` becomes one line on stderr and exit code 2; a closed stdout
-(``| head``) exits quietly; Ctrl-C exits 130.
+A :class:`~rnnkit.errors.RnnkitError` becomes one line on stderr and exit code 2, and so does a
+stdout that cannot take the results (a full disk, ``ulimit -f``: ``SIGXFSZ`` is ignored so that
+the write fails instead of killing the process); a closed stdout (``| head``) exits quietly;
+Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 
 import typer
 
 from rnnkit.errors import RnnkitError
+from rnnkit.io import write_reason
 from rnnkit.reporting import set_reporter
 from rnnkit_cli import generate, models, preprocess, sample, score, train
 from rnnkit_cli.reporting import RichReporter, console
@@ -37,20 +42,46 @@ def optional_values(argv: list[str]) -> list[str]:
     return out
 
 
+STDOUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def run_app(argv: list[str]) -> None:
+    """Run the subcommand, then flush stdout: a full disk shows here, not at interpreter exit."""
+    try:
+        app(args=optional_values(argv), prog_name="rnnkit")
+    except SystemExit:
+        sys.stdout.flush()
+        raise
+
+
+def drop_stdout() -> None:
+    """Point stdout at /dev/null, so Python does not complain at shutdown about the output it
+    could not flush."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main() -> None:
     """Run the command line; never returns."""
     set_reporter(RichReporter())
+    if hasattr(signal, "SIGXFSZ"):  # over `ulimit -f`: let the write fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        app(args=optional_values(sys.argv[1:]), prog_name="rnnkit")
+        run_app(sys.argv[1:])
     except RnnkitError as e:
         console.print(f"rnnkit: error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except BrokenPipeError:
-        # The reader went away (`| head`): exit quietly, and keep Python from complaining
-        # about the unflushable stdout at shutdown.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        drop_stdout()  # the reader went away (`| head`): exit quietly
         sys.exit(0)
+    except OSError as e:
+        # Files rnnkit writes report their own errors (rnnkit.io.writing), so a full disk
+        # that names no file is stdout's.
+        if e.filename is not None or e.errno not in STDOUT_ERRNOS:
+            raise
+        drop_stdout()
+        console.print(f"rnnkit: error: <stdout>: {write_reason(e)}", markup=False, highlight=False)
+        sys.exit(2)
     except KeyboardInterrupt:
         console.print("rnnkit: interrupted", highlight=False)
         sys.exit(130)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from rnnkit.errors import RnnkitError
 from rnnkit.hub import load
-from rnnkit_cli.common import UserDirOption, setup_plugins
+from rnnkit_cli.common import ThreadsOption, UserDirOption, set_threads, setup_plugins
 
 app = typer.Typer()
 GEN = "Generation"
@@ -42,6 +44,7 @@ def sample(
         str | None, typer.Option(help="Stop a sample once this text appears.", rich_help_panel=GEN)
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    threads: ThreadsOption = 0,
     user_dir: UserDirOption = None,
 ) -> None:
     """Sample text from a char- or word-level LM; output streams to stdout as it is produced.
@@ -49,7 +52,9 @@ def sample(
     Example:
     `rnnkit sample --path runs/shakespeare/checkpoint_best.pt --prime "ROMEO:" --length 300`
     """
+    check_options(length, temperature, top_k, top_p, num_samples)  # before the model loads
     setup_plugins(user_dir)
+    set_threads(threads)
     model = load(path, device)
     out = sys.stdout
     for i in range(num_samples):
@@ -71,3 +76,19 @@ def sample(
         if not ended_with_newline:
             out.write("\n")
         out.flush()
+
+
+def check_options(length: int, temperature: float, top_k: int, top_p: float, samples: int) -> None:
+    """Refuse values sampling cannot use, with one line naming each (not a traceback from
+    deep in sampling, or silently empty output)."""
+    rules = [
+        (length >= 0, f"--length must be >= 0 (got {length})"),
+        (math.isfinite(temperature) and temperature >= 0,
+         f"--temperature must be a finite number >= 0, 0 for greedy (got {temperature})"),
+        (top_k >= 0, f"--top-k must be >= 0, 0 for all (got {top_k})"),
+        (math.isfinite(top_p) and 0 < top_p <= 1, f"--top-p must be in (0, 1] (got {top_p})"),
+        (samples >= 1, f"--num-samples must be at least 1 (got {samples})"),
+    ]  # fmt: skip
+    problems = [message for ok, message in rules if not ok]
+    if problems:
+        raise RnnkitError("; ".join(problems))

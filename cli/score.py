@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -18,12 +19,12 @@ import typer
 
 from rnnkit import scoring
 from rnnkit.errors import RnnkitError
-from rnnkit.hub import load
-from rnnkit.io import read_text_lines
-from rnnkit_cli.common import UserDirOption, setup_plugins
+from rnnkit.hub import Pretrained, load
+from rnnkit_cli.common import ThreadsOption, UserDirOption, set_threads, setup_plugins
+from rnnkit_cli.generate import raw_buffer, read_batches
 
 app = typer.Typer()
-TEXT = "Text and tagging metrics"
+TEXT, RAW = "Text and tagging metrics", "Raw lines (--input)"
 
 
 @app.command("score")
@@ -37,8 +38,37 @@ def score(
     ] = "valid",
     input: Annotated[
         str | None,
-        typer.Option("--input", help="Raw text file (or - for stdin): one JSON result per line."),
+        typer.Option(
+            "--input",
+            help="Raw text file (or - for stdin): one JSON result per line (null for a line "
+            "skipped as too long).",
+            rich_help_panel=RAW,
+        ),
     ] = None,
+    buffer_size: Annotated[
+        int | None,
+        typer.Option(
+            help="--input: lines scored together, printed as soon as scored (default 64; 1 when "
+            "stdin is a terminal).",
+            rich_help_panel=RAW,
+        ),
+    ] = None,
+    max_positions: Annotated[
+        int | None,
+        typer.Option(
+            help="--input: a line of more tokens (its end-of-line token included) is scored on "
+            "its first ones, with a warning naming it (default 1024).",
+            rich_help_panel=RAW,
+        ),
+    ] = None,
+    skip_invalid_size_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid-size-inputs",
+            help="--input: skip over-long lines instead (null results).",
+            rich_help_panel=RAW,
+        ),
+    ] = False,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -110,6 +140,7 @@ def score(
         bool, typer.Option("--json", help="Print the data-set (or corpus) result as JSON.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    threads: ThreadsOption = 0,
     user_dir: UserDirOption = None,
 ) -> None:
     """Perplexity of a language model, span F1 and accuracies of a tagger or classifier, BLEU/
@@ -125,9 +156,11 @@ def score(
     --input -` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter` ·
     `rnnkit score --sys hyp.tags --ref atis/valid/seq.out --metric f1,acc`
     """
+    set_threads(threads)
+    raw = RawOptions(buffer_size, max_positions, skip_invalid_size_inputs)
     if sys_file is not None:
         lm_options = {"--path": path, "DATA": data, "--input": input}
-        lm_options |= {"--batch-size": batch_size, "--bptt": bptt}
+        lm_options |= {"--batch-size": batch_size, "--bptt": bptt, **raw.given()}
         given = [name for name, value in lm_options.items() if value is not None]
         if given:
             raise RnnkitError(f"--sys scores text and takes no model options: drop {given[0]}")
@@ -155,7 +188,16 @@ def score(
     given = [name for name, value in text_options.items() if value is not None]
     if given:
         raise RnnkitError(f"{given[0]} applies to text scoring: give --sys FILE|- as well")
-    _score_lm(data, path, subset, input, batch_size, bptt, as_json, device, user_dir)
+    if input is None and raw.given():
+        raise RnnkitError(f"{next(iter(raw.given()))} applies to --input FILE|-")
+    setup_plugins(user_dir)
+    if path is None:
+        raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
+    model = load(path, device)
+    if input is not None:
+        _score_lines(model, input, batch_size, raw)
+        return
+    _score_data(model, data, subset, batch_size, bptt, as_json)
 
 
 def _score_text(
@@ -207,27 +249,50 @@ def _score_tags(sys_file: str, refs: list[Path], metric: str, errors: str, as_js
     print(scoring.format_json(results) if as_json else "\n".join(scoring.format_text(results)))
 
 
-def _score_lm(
+@dataclass(frozen=True)
+class RawOptions:
+    """The options of ``--input`` (None / False: not given)."""
+
+    buffer_size: int | None
+    max_positions: int | None
+    skip_invalid: bool
+
+    def __post_init__(self) -> None:
+        if self.max_positions is not None and self.max_positions < 1:
+            raise RnnkitError(f"--max-positions must be at least 1, not {self.max_positions}")
+
+    def given(self) -> dict[str, object]:
+        """The options given on the command line, by name."""
+        named = {"--buffer-size": self.buffer_size, "--max-positions": self.max_positions}
+        named["--skip-invalid-size-inputs"] = self.skip_invalid or None
+        return {name: value for name, value in named.items() if value is not None}
+
+
+def _score_lines(model: Pretrained, name: str, batch_size: int | None, raw: RawOptions) -> None:
+    """One JSON result per raw line of ``name`` (``-``: stdin), printed after every
+    ``--buffer-size`` lines, as ``generate`` does (:func:`rnnkit_cli.generate.read_batches`)."""
+    options = {
+        "batch_size": batch_size or 64,
+        "max_positions": 1024 if raw.max_positions is None else raw.max_positions,
+        "skip_invalid": raw.skip_invalid,
+        "source_name": "<stdin>" if name == "-" else name,
+    }
+    for batch in read_batches(name, raw_buffer(name, raw.buffer_size)):
+        results = model.score([text for _, text in batch], first_line=batch[0][0], **options)
+        sys.stdout.writelines(json.dumps(r) + "\n" for r in results)
+        sys.stdout.flush()
+
+
+def _score_data(
+    model: Pretrained,
     data: Path | None,
-    path: Path | None,
     subset: str,
-    input: str | None,
     batch_size: int | None,
     bptt: int | None,
     as_json: bool,
-    device: str,
-    user_dir: list[Path] | None,
 ) -> None:
-    """Perplexity of the model at ``path`` on raw lines (``input``) or on ``data``'s subset; for
-    a tagging or classification model, its task's metrics on ``data``'s subset."""
-    setup_plugins(user_dir)
-    if path is None:
-        raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
-    model = load(path, device)
-    if input is not None:
-        for result in model.score(read_text_lines(input, errors="replace")):
-            print(json.dumps(result), flush=True)
-        return
+    """Perplexity of a language model on ``data``'s subset; for a tagging or classification
+    model, its task's metrics there."""
     if data is None:
         raise RnnkitError("give a DATA directory (with --subset) or --input FILE|-")
     if model.task_name != "lm":

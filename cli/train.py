@@ -5,11 +5,10 @@ No ``from __future__ import annotations`` here: the generated signature must hol
 """
 
 import inspect
-import os
 import sys
 import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import typer
 
@@ -19,7 +18,9 @@ from rnnkit.tasks import load_task
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import TrainingInterrupted, build_run, fit
+from rnnkit.training.preflight import check_launch
 from rnnkit_cli.common import UserDirOption, setup_plugins
+from rnnkit_cli.launch import NPROC, launch_workers, report_once
 
 app = typer.Typer()
 
@@ -31,34 +32,6 @@ EPILOG = (
     "Several machines: `torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d "
     "--rdzv-endpoint HOST:PORT --rdzv-id JOB -m rnnkit_cli train ...` on each (README)."
 )
-NPROC = "--nproc-per-node"
-
-
-def _without_nproc(argv: list[str]) -> list[str]:
-    """``argv`` without ``--nproc-per-node N`` / ``--nproc-per-node=N``."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == NPROC:
-            skip = True
-        elif not a.startswith(NPROC + "="):
-            out.append(a)
-    return out
-
-
-def launch_workers(nproc: int, argv: list[str]) -> NoReturn:
-    """Become torch's launcher (torchrun, one machine), running this command in ``nproc``
-    workers; torchrun stops them all if one fails and exits non-zero."""
-    if "LOCAL_RANK" in os.environ:
-        raise RnnkitError(f"{NPROC}: this is already a torchrun worker; give it to torchrun")
-    # Share the cores out (torchrun would give each worker 1 thread); --threads overrides.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "rnnkit_cli", *_without_nproc(argv)]  # fmt: skip
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, cmd)
 
 
 def _cli_type(tp: Any) -> Any:
@@ -139,11 +112,14 @@ def train(
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     cfg = resolve(TrainConfig, file_train, given)
     task = load_task(data)
-    if nproc_per_node > 1:  # options and data checked once here, not in every worker
-        launch_workers(nproc_per_node, sys.argv[1:])
     model_flags = parse_overrides(ctx.args)
+    # On resume, the options given here (flags and --config) win over the checkpoint's.
+    named = {*given, *(k.replace("-", "_") for k in file_train)}
+    if nproc_per_node > 1:  # everything checkable is checked once here, before any worker
+        check_launch(cfg, task, arch, [file_model, model_flags], save_dir, named, nproc_per_node)
+        launch_workers(nproc_per_node, sys.argv[1:])
     try:
-        fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir))
+        fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir, given=named))
     except TrainingInterrupted:
         # Every worker stops after the same update (the stop votes are all-reduced), so all
         # reach this point: leave the group, or a live group can stall or abort at exit.
@@ -164,4 +140,4 @@ app.command(
     "train",
     epilog=EPILOG,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)(train)
+)(report_once(train))

@@ -25,9 +25,14 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
 
 
-def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
-    """A dataclass field with a default and a help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def opt(default: Any, help: str, *, resumable: bool = False) -> Any:  # noqa: A002 - argparse's
+    """A dataclass field with a default and a help text.
+
+    ``resumable``: the field may change when a run resumes from a checkpoint, because it leaves
+    the weights' shapes and meaning alone (dropouts, a loss weight); any other model field that
+    changes is refused on resume (:mod:`rnnkit.training.resume`).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "resumable": resumable})
 
 
 def kebab(name: str) -> str:
@@ -134,10 +139,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON config file (a flat mapping of field names to values)."""
     p = Path(path)
+    if p.is_dir():
+        raise RnnkitError(f"{p}: is a directory; --config takes a JSON file")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RnnkitError(f"{p}: no such config file") from None
+    except PermissionError:
+        raise RnnkitError(f"{p}: permission denied") from None
+    except UnicodeDecodeError as e:
+        raise RnnkitError(f"{p}: not a JSON file (invalid UTF-8 at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise RnnkitError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
     if not isinstance(data, dict):

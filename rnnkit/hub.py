@@ -19,8 +19,9 @@ import torch
 from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task, task_from_checkpoint
+from rnnkit.tasks.lines import LineLimit
 from rnnkit.tasks.tagging import model_config
-from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.checkpoint import load_checkpoint, rebuilding
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import pick_device
 
@@ -123,27 +124,64 @@ class Pretrained:
                 out.append(self.task.detokenize(t.tokens[0]) if t.tokens else "")
         return out
 
-    def score(self, lines: list[str]) -> list[dict[str, Any]]:
-        """Log-probability (nats), token count and perplexity of each line."""
+    def score(
+        self,
+        lines: list[str],
+        batch_size: int = 64,
+        max_positions: int = 1024,
+        skip_invalid: bool = False,
+        *,
+        source_name: str = "<input>",
+        first_line: int = 1,
+    ) -> list[dict[str, Any] | None]:
+        """Log-probability (nats), token count and perplexity of each line.
+
+        A line of more than ``max_positions`` tokens (``</s>`` included) is scored on its first
+        ones (a warning names it as ``source_name:line``, the first of ``lines`` being
+        ``first_line``), or skipped (``None``) with ``skip_invalid``.
+        """
         self.require("lm", method="score")
-        return self.task.score_lines(self.model, list(lines), self.device)
+        limit = LineLimit(max_positions, skip_invalid, source_name, first_line)
+        return self.task.score_lines(self.model, list(lines), self.device, batch_size, limit)
 
-    def tag(self, lines: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+    def tag(
+        self,
+        lines: list[str],
+        batch_size: int = 64,
+        max_positions: int = 1024,
+        skip_invalid: bool = False,
+        *,
+        source_name: str = "<input>",
+        first_line: int = 1,
+    ) -> list[dict[str, Any] | None]:
         """Tag raw lines (the model's tokenizer): one dict per line, in order, with ``tokens``
-        and ``tags`` (one per token) and, with a label head, ``label`` and ``prob``."""
+        and ``tags`` (one per token) and, with a label head, ``label`` and ``prob``. Long lines
+        as in :meth:`score` (truncated, or ``None``)."""
         self.require("tagging", method="tag")
-        return self.task.tag_lines(self.model, list(lines), self.device, batch_size)
+        limit = LineLimit(max_positions, skip_invalid, source_name, first_line)
+        return self.task.tag_lines(self.model, list(lines), self.device, batch_size, limit)
 
-    def classify(self, lines: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-        """Label raw lines: one ``{"tokens", "label", "prob"}`` per line, in order. Works for a
-        classification model and for a tagger trained with ``--label-head``."""
+    def classify(
+        self,
+        lines: list[str],
+        batch_size: int = 64,
+        max_positions: int = 1024,
+        skip_invalid: bool = False,
+        *,
+        source_name: str = "<input>",
+        first_line: int = 1,
+    ) -> list[dict[str, Any] | None]:
+        """Label raw lines: one ``{"tokens", "label", "prob"}`` per line, in order (long lines
+        as in :meth:`score`). Works for a classification model and for a tagger trained with
+        ``--label-head``."""
         self.require("classification", "tagging", method="classify")
         if self.task_name == "tagging" and not model_config(self.model).label_head:
             raise RnnkitError(
                 "classify() needs a classification model or a tagger with a label head; this "
                 "tagger has none (train it with --label-head)"
             )
-        return self.task.classify_lines(self.model, list(lines), self.device, batch_size)
+        limit = LineLimit(max_positions, skip_invalid, source_name, first_line)
+        return self.task.classify_lines(self.model, list(lines), self.device, batch_size, limit)
 
     def data_task(self, data_dir: str | os.PathLike) -> Any:
         """The task of the binarized ``data_dir``: of this model's task, with its dictionaries."""
@@ -213,8 +251,13 @@ class Pretrained:
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> Pretrained:
-    """Load a checkpoint written by ``rnnkit train`` for inference on ``device``."""
+    """Load a checkpoint written by ``rnnkit train`` for inference on ``device``.
+
+    A file that is not a usable checkpoint (a folder, foreign, truncated, unsafe, incomplete,
+    or with weights that do not fit its config) raises a one-line error naming it.
+    """
     state = load_checkpoint(path)
-    task = task_from_checkpoint(state)
-    model = task.model_from_checkpoint(state)
+    with rebuilding(path):
+        task = task_from_checkpoint(state)
+        model = task.model_from_checkpoint(state)
     return Pretrained(task, model, state, pick_device(device))

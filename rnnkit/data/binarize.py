@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from rnnkit.data.binarized import DatasetWriter, best_dtype, data_paths
 from rnnkit.data.corpus import Chunk, Stream, output_prefix
 from rnnkit.dictionary import UNK, Dictionary
 from rnnkit.errors import RnnkitError, at
-from rnnkit.io import read_lines
+from rnnkit.io import WriteError, read_lines
 from rnnkit.tokenizers import Tokenizer, load_tokenizer
 
 R = TypeVar("R")
@@ -145,7 +146,17 @@ def chunk_prefix(job: Job, stream: Stream) -> Path:
 
 
 def binarize_chunk(job: Job) -> ChunkResult:
-    """Pass 2: write the chunk's sequences of every stream as ``.part{i}.{bin,idx}`` datasets."""
+    """Pass 2: write the chunk's sequences of every stream as ``.part{i}.{bin,idx}`` datasets.
+
+    A failed write names the dataset the part is for (``train.bin``), which the user knows.
+    """
+    try:
+        return _binarize_chunk(job)
+    except WriteError as e:
+        raise WriteError(re.sub(r"\.part\d+(?=\.\w+$)", "", e.path), e.reason) from None
+
+
+def _binarize_chunk(job: Job) -> ChunkResult:
     assert job.dictionaries is not None
     prefixes = [chunk_prefix(job, s) for s in job.streams]
     writers = [

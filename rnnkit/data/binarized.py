@@ -27,6 +27,7 @@ from typing import IO
 import numpy as np
 
 from rnnkit.errors import RnnkitError
+from rnnkit.io import WriteError, write_reason, writing
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -70,7 +71,8 @@ class DatasetWriter:
 
     Memory stays flat however long the corpus: tokens stream straight to disk, and the sizes
     (4 bytes a sequence) are buffered up to ``SIZE_BUFFER`` entries, then spilled to an anonymous
-    temporary file that :meth:`finalize` streams into the index.
+    temporary file that :meth:`finalize` streams into the index. A failed write (full disk,
+    ``ulimit -f``) raises a :class:`~rnnkit.io.WriteError` naming the ``.bin`` or ``.idx``.
     """
 
     SIZE_BUFFER = 1 << 20
@@ -78,7 +80,8 @@ class DatasetWriter:
     def __init__(self, bin_path: str | os.PathLike, dtype: type[np.generic] = np.int32) -> None:
         self.bin_path = Path(bin_path)
         self.dtype = np.dtype(dtype)
-        self._file = open(self.bin_path, "wb")
+        with writing(self.bin_path):
+            self._file = open(self.bin_path, "wb")
         self._sizes = array.array("i")
         self._spill: IO[bytes] | None = None
         self._count = 0
@@ -86,8 +89,15 @@ class DatasetWriter:
     def add(self, ids: list[int] | np.ndarray) -> None:
         """Append one sequence of token ids."""
         arr = np.asarray(ids, dtype=self.dtype)
-        self._file.write(arr.tobytes(order="C"))
+        self._write(self._file, arr.tobytes(order="C"))
         self._add_sizes((arr.size,))
+
+    def _write(self, f: IO[bytes], data: bytes) -> None:
+        """Write to the ``.bin`` or the spilled sizes; a failure names the ``.bin``."""
+        try:  # not `with writing(...)`: this runs once per sequence
+            f.write(data)
+        except OSError as e:
+            raise WriteError(self.bin_path, write_reason(e)) from None
 
     def _add_sizes(self, sizes: Iterable[int]) -> None:
         n = len(self._sizes)
@@ -95,8 +105,9 @@ class DatasetWriter:
         self._count += len(self._sizes) - n
         if len(self._sizes) >= self.SIZE_BUFFER:
             if self._spill is None:
-                self._spill = tempfile.TemporaryFile(dir=self.bin_path.parent)
-            self._spill.write(self._sizes.tobytes())
+                with writing(self.bin_path):
+                    self._spill = tempfile.TemporaryFile(dir=self.bin_path.parent)
+            self._write(self._spill, self._sizes.tobytes())
             self._sizes = array.array("i")
 
     def merge_file(self, other_prefix: str | os.PathLike) -> None:
@@ -109,7 +120,7 @@ class DatasetWriter:
         del other
         with open(data_paths(other_prefix)[0], "rb") as f:
             while block := f.read(1 << 24):
-                self._file.write(block)
+                self._write(self._file, block)
 
     def _size_blocks(self) -> Iterator[np.ndarray]:
         """Every recorded size, in order, as int32 arrays of at most ``SIZE_BUFFER`` entries."""
@@ -121,9 +132,10 @@ class DatasetWriter:
 
     def finalize(self, idx_path: str | os.PathLike) -> None:
         """Close the ``.bin`` and write the index, streaming sizes then pointers."""
-        self._file.close()
+        with writing(self.bin_path):
+            self._file.close()
         itemsize = self.dtype.itemsize
-        with open(idx_path, "wb") as f:
+        with writing(idx_path), open(idx_path, "wb") as f:
             _write_header(f, self.dtype, self._count)
             for sizes in self._size_blocks():
                 f.write(sizes.astype("<i4").tobytes())
@@ -152,7 +164,7 @@ def write_index(idx_path: str | os.PathLike, dtype: np.dtype, sizes: np.ndarray)
     pointers = np.zeros(len(sizes), dtype=np.int64)
     if len(sizes) > 1:
         np.cumsum(sizes[:-1].astype(np.int64) * np.dtype(dtype).itemsize, out=pointers[1:])
-    with open(idx_path, "wb") as f:
+    with writing(idx_path), open(idx_path, "wb") as f:
         _write_header(f, np.dtype(dtype), len(sizes))
         f.write(sizes.astype("<i4").tobytes(order="C"))
         f.write(pointers.astype("<i8").tobytes(order="C"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from rnnkit.errors import RnnkitError, at
-from rnnkit.io import check_readable, count_lines
+from rnnkit.io import check_bom, check_readable, count_lines
 
 StreamKind = Literal["text", "tags", "label"]
 
@@ -110,6 +110,8 @@ def open_split(task: str, name: str, prefix: str, streams: tuple[Stream, ...]) -
         files = "seq.in, seq.out (and label)" if task == "tagging" else "seq.in and label"
         raise RnnkitError(f"{prefix}: expected a folder with {files} for --task {task}")
     paths = tuple(check_readable(input_path(task, prefix, s)) for s in streams)
+    for p in paths:  # warned of here, once, before worker processes read the files
+        check_bom(p)
     counts = [count_lines(p) for p in paths]
     for path, n in zip(paths[1:], counts[1:], strict=True):
         if n != counts[0]:

@@ -27,7 +27,7 @@ from rnnkit.data.corpus import Split, Stream, open_split, output_prefix, plan_ch
 from rnnkit.data.corpus import task_streams as _task_streams
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
-from rnnkit.io import apply_umask, atomic_write
+from rnnkit.io import WriteError, apply_umask, atomic_write, writing
 from rnnkit.reporting import get_reporter
 from rnnkit.tokenizers import TOKENIZER_REGISTRY, SentencePieceTokenizer
 
@@ -124,14 +124,17 @@ def open_splits(cfg: PreprocessConfig, streams: tuple[Stream, ...]) -> list[Spli
 def building(destdir: Path, force: bool) -> Iterator[Path]:
     """A temporary folder beside ``destdir`` that replaces it if the block succeeds.
 
-    An existing ``destdir`` is refused unless ``force``; on any error the folder is removed.
+    An existing ``destdir`` is refused unless ``force``; on any error the folder is removed, and
+    a failed write (full disk, ``ulimit -f``) names its file under ``destdir``, where the user
+    looks, not under the temporary folder.
     """
     if destdir.exists() and not force:
         raise RnnkitError(f"{destdir}: already exists (pass --force to replace it)")
     if destdir.exists() and not destdir.is_dir():
         raise RnnkitError(f"{destdir}: exists and is not a folder")
-    destdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.tmp-", dir=destdir.parent))
+    with writing(destdir):
+        destdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.tmp-", dir=destdir.parent))
     try:
         apply_umask(tmp, 0o777)
         yield tmp
@@ -142,6 +145,9 @@ def building(destdir: Path, force: bool) -> Iterator[Path]:
         tmp.rename(destdir)
         if old is not None:
             shutil.rmtree(old)
+    except WriteError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise e.moved(tmp, destdir) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

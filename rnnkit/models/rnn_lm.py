@@ -37,12 +37,23 @@ class RNNLMConfig:
         0.0,
         "Zaremba dropout on non-recurrent connections (embedding output, between layers, before "
         "the output layer); a site whose --dropout-input/-hidden/-output is > 0 uses that instead",
+        resumable=True,
     )
-    dropout_input: float = opt(0.0, "locked (variational) dropout on the embedding output; 0: off")
-    dropout_hidden: float = opt(0.0, "locked dropout between recurrent layers; 0: off")
-    dropout_output: float = opt(0.0, "locked dropout on the last layer's output; 0: off")
-    dropout_embed: float = opt(0.0, "embedding (word-type) dropout: drop whole words; 0: off")
-    weight_drop: float = opt(0.0, "DropConnect on hidden-to-hidden weights (one mask per batch)")
+    dropout_input: float = opt(
+        0.0, "locked (variational) dropout on the embedding output; 0: off", resumable=True
+    )
+    dropout_hidden: float = opt(
+        0.0, "locked dropout between recurrent layers; 0: off", resumable=True
+    )
+    dropout_output: float = opt(
+        0.0, "locked dropout on the last layer's output; 0: off", resumable=True
+    )
+    dropout_embed: float = opt(
+        0.0, "embedding (word-type) dropout: drop whole words; 0: off", resumable=True
+    )
+    weight_drop: float = opt(
+        0.0, "DropConnect on hidden-to-hidden weights (one mask per batch)", resumable=True
+    )
     tie_weights: bool = opt(False, "share the input embedding with the output layer")
     residual: bool = opt(False, "residual connections around recurrent layers of equal size")
     layer_norm: bool = opt(False, "layer-normalized cells (runs the reference, non-fused path)")

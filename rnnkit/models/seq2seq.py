@@ -65,7 +65,9 @@ class Seq2SeqConfig:
     bridge: Literal["copy", "linear", "zero"] = opt(
         "linear", "decoder initial state from the encoder's final: copy, linear (tanh), zero"
     )
-    dropout: float = opt(0.0, "dropout on embeddings, between layers and before the output")
+    dropout: float = opt(
+        0.0, "dropout on embeddings, between layers and before the output", resumable=True
+    )
     residual: bool = opt(False, "residual connections between recurrent layers of equal size")
     share_decoder_input_output_embed: bool = opt(False, "tie the target embedding and output")
     copy: bool = opt(False, "pointer-generator copy from the source (needs attention)")

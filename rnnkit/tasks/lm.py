@@ -5,7 +5,8 @@ Training data is one contiguous stream of token ids (every line followed by ``</
 from one window to the next, detached (Zaremba et al. 2014; Merity et al. 2017 for the
 randomized window length). Position and carried state are part of the iterator's state, so a
 resumed run continues mid-epoch exactly where it stopped. With several workers each takes a
-contiguous block of the B rows (see :meth:`LanguageModelingTask.train_iterator`).
+contiguous block of the B rows (see :meth:`LanguageModelingTask.train_iterator`). Raw lines
+are scored one by one from a fresh state (:meth:`LanguageModelingTask.score_lines`).
 """
 
 from __future__ import annotations
@@ -18,18 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rnnkit.config import resolve
-from rnnkit.data.binarized import IndexedDataset
+from rnnkit.data.binarized import IndexedDataset, data_paths
+from rnnkit.data.sentences import pad_rows
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
+from rnnkit.tasks.lines import LineLimit, token_batches
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
-from rnnkit.training import distributed
+from rnnkit.training import distributed, preflight
+from rnnkit.training.checkpoint import load_weights
 from rnnkit.training.criteria import Criterion
+
+LOGITS_PER_WINDOW = 1 << 24  # (B, W, V) logits of one window when scoring lines (64 MB in fp32)
 
 
 def batchify(stream: torch.Tensor, rows: int) -> torch.Tensor:
@@ -182,7 +189,7 @@ class LanguageModelingTask:
     def model_from_checkpoint(self, state: Mapping[str, Any]) -> torch.nn.Module:
         cls = MODEL_REGISTRY.get(state["model"])
         model = cls.build(resolve(cls.config_class, state["model_config"]), self.dictionary)
-        model.load_state_dict(state["model_state"])
+        load_weights(model, state["model_state"])
         return model
 
     # --- data ------------------------------------------------------------------------------
@@ -238,6 +245,43 @@ class LanguageModelingTask:
             mine = {k: None if v is None else v[:, _block(batch, shard)] for k, v in carry.items()}
             itr.load_carry(mine, type(model.init_state(1)), device)
         return itr
+
+    # --- checks before training (rnnkit.training.preflight) --------------------------------
+    def check_split(self, split: str, cfg: Any, *, train: bool, world: int = 1) -> None:
+        """``split`` exists, has enough tokens for its parallel streams, and its first window
+        builds; the streams of ``train`` divide among ``world`` workers. Reads the index and
+        one window's tokens only."""
+        assert self.data_dir is not None
+        prefix = Path(self.data_dir) / split
+        preflight.require_split(self.data_dir, split, data_paths(prefix), ".idx", train)
+        ds = IndexedDataset(prefix)
+        preflight.require_nonempty(self.data_dir, split, ds.num_tokens, "tokens", train)
+        rows = cfg.batch_size if train else cfg.valid_batch_size or cfg.batch_size
+        option = "--batch-size" if train or not cfg.valid_batch_size else "--valid-batch-size"
+        if rows < 1:
+            raise preflight.PreflightError(f"{option} {rows}: lm needs at least 1 stream")
+        if ds.num_tokens // rows < 2:
+            most = f"at most {ds.num_tokens // 2}" if ds.num_tokens > 1 else "too short a split"
+            also = "" if option != "--batch-size" or train else "; --valid-batch-size sets its own"
+            raise preflight.PreflightError(
+                f"{option} {rows}: the {split!r} split in {self.data_dir} has {ds.num_tokens} "
+                f"tokens, too few for {rows} parallel streams of 2 or more ({most}{also})"
+            )
+        # The row split is this class's train_iterator's; a subclass may batch otherwise.
+        streams = type(self).train_iterator is LanguageModelingTask.train_iterator
+        if train and streams and rows % world:
+            raise preflight.PreflightError(
+                f"--batch-size {rows} (lm: parallel streams, shared by all workers) is not a "
+                f"multiple of the {world} workers"
+            )
+        stream, width = ds.stream(), ds.num_tokens // rows
+        head = [stream[r * width : r * width + min(width, cfg.bptt + 1)] for r in range(rows)]
+        window = torch.from_numpy(np.stack(head).astype("int64"))  # (B, bptt + 1) at most
+        next(iter(StreamIterator(window, cfg.bptt)))
+
+    def valid_metrics(self, cfg: Any) -> set[str]:
+        """The metrics :meth:`evaluate` reports."""
+        return {"loss", "ppl", "bpc", "tokens"}
 
     # --- loss ------------------------------------------------------------------------------
     def loss(
@@ -300,31 +344,59 @@ class LanguageModelingTask:
 
     @torch.inference_mode()
     def score_lines(
-        self, model: torch.nn.Module, lines: list[str], device: torch.device, batch_size: int = 64
-    ) -> list[dict[str, Any]]:
+        self,
+        model: torch.nn.Module,
+        lines: list[str],
+        device: torch.device,
+        batch_size: int = 64,
+        limit: LineLimit | None = None,
+    ) -> list[dict[str, Any] | None]:
         """Log-probability of each raw line (its tokens then ``</s>``, from a fresh ``</s>`` state).
 
-        Lines are scored ``batch_size`` at a time, grouped by length and right-padded (a
-        left-to-right model never looks at the padding after a line). Returns one dict per line,
-        in input order: tokens, logprob (nats), ppl.
+        A line of more than ``limit.max_positions`` ids (``</s>`` included) is cut to its first
+        ones, scored without the ``</s>`` (the log-probability of that prefix), or skipped
+        (``None``) with ``limit.skip_invalid``, with a warning naming it
+        (:class:`~rnnkit.tasks.lines.LineLimit`). Lines are grouped by length
+        (:func:`~rnnkit.tasks.lines.token_batches`) and right-padded (a left-to-right model
+        never looks at the padding after a line). Returns one dict per line, in input order:
+        tokens, logprob (nats), ppl.
         """
         model.eval()
+        limit = limit or LineLimit()
         d = self.dictionary
-        encoded = [d.encode(self.tokenizer.encode(line), append_eos=True) for line in lines]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        results: list[dict[str, Any]] = [{}] * len(lines)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            targets = torch.full((len(chunk), max(len(encoded[i]) for i in chunk)), d.pad_index)
-            for row, i in enumerate(chunk):
-                targets[row, : len(encoded[i])] = torch.tensor(encoded[i])
-            inputs = torch.cat([torch.full((len(chunk), 1), d.eos_index), targets[:, :-1]], dim=1)
-            logits, _ = model(inputs.to(device), None)  # (B, T, V)
-            nll = F.cross_entropy(
-                logits.transpose(1, 2), targets.to(device), ignore_index=d.pad_index,
-                reduction="none",
-            ).sum(dim=1)  # (B,)  # fmt: skip
-            for row, i in enumerate(chunk):
-                lp, n = -nll[row].item(), len(encoded[i])
-                results[i] = {"tokens": n, "logprob": lp, "ppl": math.exp(-lp / n)}
+        encoded = [limit.fit(d.encode(self.tokenizer.encode(line), append_eos=True), n)
+                   for n, line in enumerate(lines)]  # fmt: skip
+        kept = [i for i, ids in enumerate(encoded) if ids is not None]
+        results: list[dict[str, Any] | None] = [None] * len(lines)
+        for chunk in token_batches([len(encoded[i]) for i in kept], batch_size):
+            rows = [encoded[kept[j]] for j in chunk]
+            for j, ids, lp in zip(chunk, rows, self.logprobs(model, rows, device), strict=True):
+                results[kept[j]] = {
+                    "tokens": len(ids),
+                    "logprob": lp,
+                    "ppl": math.exp(-lp / len(ids)),
+                }
         return results
+
+    @torch.inference_mode()
+    def logprobs(
+        self, model: torch.nn.Module, rows: list[list[int]], device: torch.device
+    ) -> list[float]:
+        """Summed log-probability (nats) of each id sequence, each from a fresh ``</s>`` state.
+
+        The padded batch runs through the model in windows of columns with the hidden state
+        carried across, so at most about :data:`LOGITS_PER_WINDOW` logits are in memory however
+        long the rows and large the vocabulary are.
+        """
+        d = self.dictionary
+        targets = pad_rows(rows, d.pad_index)  # (B, T)
+        inputs = torch.cat([torch.full((len(rows), 1), d.eos_index), targets[:, :-1]], dim=1)
+        width = max(1, LOGITS_PER_WINDOW // (len(rows) * len(d)))
+        state, nll = None, torch.zeros(len(rows), device=device)
+        for start in range(0, targets.size(1), width):
+            logits, state = model(inputs[:, start : start + width].to(device), state)  # (B, W, V)
+            nll += F.cross_entropy(
+                logits.transpose(1, 2), targets[:, start : start + width].to(device),
+                ignore_index=d.pad_index, reduction="none",
+            ).sum(dim=1)  # (B,)  # fmt: skip
+        return (-nll).tolist()

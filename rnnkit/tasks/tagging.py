@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,12 +26,16 @@ from torch import Tensor
 from rnnkit import scoring
 from rnnkit.config import resolve
 from rnnkit.data import buckets
+from rnnkit.data.binarized import data_paths
 from rnnkit.data.sentences import SentenceBatch, SentenceData
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
+from rnnkit.tasks.lines import LineLimit, token_batches
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
+from rnnkit.training import preflight
+from rnnkit.training.checkpoint import load_weights
 from rnnkit.training.criteria import Criterion, cross_entropy
 
 
@@ -114,7 +119,7 @@ class SentenceTask:
     def model_from_checkpoint(self, state: Mapping[str, Any]) -> torch.nn.Module:
         cls = MODEL_REGISTRY.get(state["model"])
         model = self.build(cls, resolve(cls.config_class, state["model_config"]))
-        model.load_state_dict(state["model_state"])
+        load_weights(model, state["model_state"])
         return model
 
     # --- data ------------------------------------------------------------------------------
@@ -152,17 +157,47 @@ class SentenceTask:
         for indices in buckets.batch_by_size(data.sizes, size, cfg.max_tokens):
             yield data.collate(indices.tolist())
 
+    def check_split(self, split: str, cfg: Any, *, train: bool, world: int = 1) -> None:
+        """Before training (:mod:`rnnkit.training.preflight`): ``split`` has its files and
+        sentences that fit ``--max-tokens``, enough for ``world`` workers, and its first batch
+        builds. Reads the indices and one batch only."""
+        assert self.data_dir is not None
+        streams = ["in", *(["tags"] if self.has_tags else [])]
+        streams += ["label"] if self.label_dictionary is not None else []
+        prefix = Path(self.data_dir) / split
+        files = [p for s in streams for p in data_paths(f"{prefix}.{s}")]
+        preflight.require_split(self.data_dir, split, files, ".in.idx", train)
+        data = self.data(split)
+        preflight.require_nonempty(self.data_dir, split, len(data.sizes), "sentences", train)
+        if train:
+            preflight.check_workers(self.data_dir, split, len(data.sizes), world)
+        ids = np.arange(len(data.sizes))
+        preflight.check_max_tokens(self.data_dir, split, data.sizes, ids, cfg.max_tokens)
+        size = cfg.batch_size if train else cfg.valid_batch_size or cfg.batch_size
+        data.collate(preflight.first_batch(data.sizes, size, cfg.max_tokens))
+
     # --- inference -------------------------------------------------------------------------
     def run_lines(
-        self, model: torch.nn.Module, tokens: list[list[str]], device: torch.device, size: int
-    ) -> Iterator[tuple[SentenceBatch, Any]]:
-        """The model's output on tokenized lines, ``size`` at a time grouped by length."""
+        self,
+        model: torch.nn.Module,
+        lines: list[str],
+        device: torch.device,
+        size: int,
+        limit: LineLimit | None = None,
+    ) -> Iterator[tuple[list[tuple[int, list[str]]], Any]]:
+        """The model's output on raw lines, grouped by length in batches of at most ``size``
+        lines (:func:`~rnnkit.tasks.lines.token_batches`): per batch, ``(line index, tokens)``
+        of each row and the output. A line over ``limit.max_positions`` tokens is truncated, or
+        left out with ``limit.skip_invalid`` (:class:`~rnnkit.tasks.lines.LineLimit`)."""
         model.eval()
-        ids = [self.dictionary.encode(t, append_eos=False) for t in tokens]
-        data = SentenceData(ids, self.dictionary.pad_index)
-        for indices in buckets.batch_by_size(data.sizes, size, 0):
-            batch = data.collate(indices.tolist()).to(device)
-            yield batch, model(batch.tokens, batch.lengths)
+        limit = limit or LineLimit()
+        fitted = [limit.fit(self.tokenizer.encode(line), n) for n, line in enumerate(lines)]
+        kept = [(i, t) for i, t in enumerate(fitted) if t is not None]
+        data = SentenceData([self.dictionary.encode(t, append_eos=False) for _, t in kept],
+                            self.dictionary.pad_index)  # fmt: skip
+        for indices in token_batches(data.sizes, size):
+            batch = data.collate(indices).to(device)
+            yield [kept[j] for j in indices], model(batch.tokens, batch.lengths)
 
     def label_result(self, logits: Tensor) -> dict[str, Any]:
         """``{"label": str, "prob": float}`` from one sentence's label logits (C,)."""
@@ -232,6 +267,11 @@ class TaggingTask(SentenceTask):
             tag_loss = tag_loss + weight * label_loss
         return tag_loss, ntokens, nsentences
 
+    def valid_metrics(self, cfg: Any) -> set[str]:
+        """The metrics :meth:`evaluate` reports (``label_acc`` with labelled data)."""
+        label = {"label_acc"} if self.label_dictionary is not None else set()
+        return {"loss", "ppl", "f1", "precision", "recall", "acc", "sent_acc", "tokens"} | label
+
     @torch.inference_mode()
     def evaluate(
         self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
@@ -281,35 +321,50 @@ class TaggingTask(SentenceTask):
 
     @torch.inference_mode()
     def tag_lines(
-        self, model: torch.nn.Module, lines: list[str], device: torch.device, batch_size: int = 64
-    ) -> list[dict[str, Any]]:
-        """Tag raw lines, ``batch_size`` at a time grouped by length.
+        self,
+        model: torch.nn.Module,
+        lines: list[str],
+        device: torch.device,
+        batch_size: int = 64,
+        limit: LineLimit | None = None,
+    ) -> list[dict[str, Any] | None]:
+        """Tag raw lines, ``batch_size`` at a time grouped by length (long lines: ``limit``,
+        see :meth:`run_lines`).
 
         Returns one dict per line, in input order: ``tokens`` (list[str]), ``tags`` (list[str],
-        one per token), and with a label head ``label`` (str) and ``prob`` (its probability).
+        one per token), and with a label head ``label`` (str) and ``prob`` (its probability);
+        ``None`` for a line skipped as too long.
         """
         assert self.tag_dictionary is not None and self.tag_mask is not None
-        tokens = [self.tokenizer.encode(line) for line in lines]
-        results: list[dict[str, Any]] = [{} for _ in lines]
-        for batch, (tag_logits, label_logits) in self.run_lines(model, tokens, device, batch_size):
+        results: list[dict[str, Any] | None] = [None] * len(lines)
+        for rows, (tag_logits, label_logits) in self.run_lines(
+            model, lines, device, batch_size, limit
+        ):
             hyp = decode(tag_logits, self.tag_mask).cpu()
-            for row, i in enumerate(batch.indices):
-                ids = hyp[row, : len(tokens[i])].tolist()
-                results[i] = {"tokens": tokens[i], "tags": [self.tag_dictionary[j] for j in ids]}
+            for row, (i, tokens) in enumerate(rows):
+                ids = hyp[row, : len(tokens)].tolist()
+                r = {"tokens": tokens, "tags": [self.tag_dictionary[j] for j in ids]}
                 if label_logits is not None:
-                    results[i] |= self.label_result(label_logits[row])
+                    r |= self.label_result(label_logits[row])
+                results[i] = r
         return results
 
     @torch.inference_mode()
     def classify_lines(
-        self, model: torch.nn.Module, lines: list[str], device: torch.device, batch_size: int = 64
-    ) -> list[dict[str, Any]]:
-        """The label head's prediction for raw lines: ``{"tokens", "label", "prob"}`` each."""
+        self,
+        model: torch.nn.Module,
+        lines: list[str],
+        device: torch.device,
+        batch_size: int = 64,
+        limit: LineLimit | None = None,
+    ) -> list[dict[str, Any] | None]:
+        """The label head's prediction for raw lines: ``{"tokens", "label", "prob"}`` each
+        (``None`` for a line skipped as too long)."""
         if not model_config(model).label_head:
             raise RnnkitError("this tagger has no label head (train it with --label-head)")
         return [
-            {"tokens": r["tokens"], "label": r["label"], "prob": r["prob"]}
-            for r in self.tag_lines(model, lines, device, batch_size)
+            None if r is None else {"tokens": r["tokens"], "label": r["label"], "prob": r["prob"]}
+            for r in self.tag_lines(model, lines, device, batch_size, limit)
         ]
 
 
@@ -339,6 +394,10 @@ class ClassificationTask(SentenceTask):
         labelled = int((batch.labels != pad).sum())
         return crit(model(batch.tokens, batch.lengths), batch.labels), labelled, labelled
 
+    def valid_metrics(self, cfg: Any) -> set[str]:
+        """The metrics :meth:`evaluate` reports."""
+        return {"loss", "ppl", "acc"}
+
     @torch.inference_mode()
     def evaluate(
         self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
@@ -361,16 +420,21 @@ class ClassificationTask(SentenceTask):
 
     @torch.inference_mode()
     def classify_lines(
-        self, model: torch.nn.Module, lines: list[str], device: torch.device, batch_size: int = 64
-    ) -> list[dict[str, Any]]:
-        """Classify raw lines, ``batch_size`` at a time grouped by length.
+        self,
+        model: torch.nn.Module,
+        lines: list[str],
+        device: torch.device,
+        batch_size: int = 64,
+        limit: LineLimit | None = None,
+    ) -> list[dict[str, Any] | None]:
+        """Classify raw lines, ``batch_size`` at a time grouped by length (long lines:
+        ``limit``, see :meth:`run_lines`).
 
         Returns one dict per line, in input order: ``tokens`` (list[str]), ``label`` (str) and
-        ``prob`` (its probability under the model).
+        ``prob`` (its probability under the model); ``None`` for a line skipped as too long.
         """
-        tokens = [self.tokenizer.encode(line) for line in lines]
-        results: list[dict[str, Any]] = [{} for _ in lines]
-        for batch, logits in self.run_lines(model, tokens, device, batch_size):
-            for row, i in enumerate(batch.indices):
-                results[i] = {"tokens": tokens[i], **self.label_result(logits[row])}
+        results: list[dict[str, Any] | None] = [None] * len(lines)
+        for rows, logits in self.run_lines(model, lines, device, batch_size, limit):
+            for row, (i, tokens) in enumerate(rows):
+                results[i] = {"tokens": tokens, **self.label_result(logits[row])}
         return results

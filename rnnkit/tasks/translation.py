@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from rnnkit.config import resolve
-from rnnkit.data.binarized import IndexedDataset
+from rnnkit.data.binarized import IndexedDataset, data_paths
 from rnnkit.data.buckets import BatchIterator, batch_by_size
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
@@ -32,6 +32,8 @@ from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks import TASK_REGISTRY
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
+from rnnkit.training import preflight
+from rnnkit.training.checkpoint import load_weights
 from rnnkit.training.criteria import Criterion, cross_entropy
 
 
@@ -149,7 +151,7 @@ class TranslationTask:
         cls = MODEL_REGISTRY.get(state["model"])
         model = cls.build(resolve(cls.config_class, state["model_config"]), self.src_dict,
                           self.tgt_dict)  # fmt: skip
-        model.load_state_dict(state["model_state"])
+        load_weights(model, state["model_state"])
         return model
 
     # --- data ------------------------------------------------------------------------------
@@ -208,6 +210,44 @@ class TranslationTask:
         src, tgt = self.datasets(split)
         d = self.tgt_dict
         return collate(ids, [src[i] for i in ids], [tgt[i] for i in ids], d.pad_index, d.eos_index)
+
+    # --- checks before training (rnnkit.training.preflight) --------------------------------
+    def check_split(self, split: str, cfg: Any, *, train: bool, world: int = 1) -> None:
+        """``split`` exists with a target per source, has pairs to use (``train``: within
+        ``--max-source/target-positions``) that fit ``--max-tokens``, enough for ``world``
+        workers, and its first batch builds. Reads the index and one batch only."""
+        assert self.data_dir is not None
+        langs = f".{self.src_lang}-{self.tgt_lang}"
+        files = [p for lang in (self.src_lang, self.tgt_lang)
+                 for p in data_paths(Path(self.data_dir) / f"{split}{langs}.{lang}")]  # fmt: skip
+        preflight.require_split(self.data_dir, split, files, f"{langs}.{self.src_lang}.idx", train)
+        src, tgt = self.datasets(split)
+        preflight.require_nonempty(self.data_dir, split, len(src), "sentence pairs", train)
+        ids = np.arange(len(src))
+        if train:
+            ids = ids[
+                (src.sizes <= cfg.max_source_positions) & (tgt.sizes <= cfg.max_target_positions)
+            ]
+            if len(ids) == 0:
+                raise preflight.PreflightError(
+                    f"all {len(src)} pairs of the {split!r} split in {self.data_dir} are longer "
+                    f"than --max-source-positions {cfg.max_source_positions} / "
+                    f"--max-target-positions {cfg.max_target_positions}"
+                )
+            preflight.check_workers(self.data_dir, split, len(ids), world)
+        sizes = np.maximum(src.sizes[ids], tgt.sizes[ids]).astype(np.int64)
+        preflight.check_max_tokens(self.data_dir, split, sizes, ids, cfg.max_tokens)
+        size = cfg.batch_size if train else _valid_cfg(cfg).batch_size
+        self.collate(split, ids[preflight.first_batch(sizes, size, cfg.max_tokens)].tolist())
+
+    def check_options(self, cfg: Any) -> None:
+        """``--eval-bleu-args`` holds valid decoding options (read at the start, not when the
+        first validation decodes)."""
+        _search_cfg(cfg.eval_bleu_args)
+
+    def valid_metrics(self, cfg: Any) -> set[str]:
+        """The metrics :meth:`evaluate` reports."""
+        return {"loss", "ppl", "tokens"} | ({"bleu"} if cfg.eval_bleu else set())
 
     # --- loss ------------------------------------------------------------------------------
     def loss(
@@ -366,4 +406,13 @@ def _search_cfg(args: str) -> SearchConfig:
         fields = json.loads(args or "{}")
     except json.JSONDecodeError as e:
         raise RnnkitError(f"--eval-bleu-args: invalid JSON: {e.msg}") from None
-    return resolve(SearchConfig, fields, source="--eval-bleu-args")
+    if not isinstance(fields, dict):
+        raise RnnkitError(
+            f'--eval-bleu-args: expected a JSON object, e.g. {{"beam": 4}}; got {args}'
+        )
+    try:
+        return resolve(SearchConfig, fields, source="--eval-bleu-args")
+    except RnnkitError as e:
+        if "--eval-bleu-args" in str(e):
+            raise
+        raise RnnkitError(f"--eval-bleu-args: {e}") from None

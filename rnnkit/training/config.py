@@ -8,6 +8,7 @@ truth for names, types, defaults and help.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 from rnnkit.errors import RnnkitError
@@ -102,6 +103,12 @@ class TrainConfig:
     no_epoch_checkpoints: bool = _f(False, "Only write checkpoint_last.pt and _best.pt.", CKPT)
     restore_file: str = _f("checkpoint_last.pt", "Resume from this file in --save-dir.", CKPT)
     reset: bool = _f(False, "Ignore an existing checkpoint in --save-dir and start over.", CKPT)
+    reset_optimizer: bool = _f(
+        False,
+        "Resume weights, schedule and progress but start a fresh optimizer (needed to change "
+        "--optimizer on resume).",
+        CKPT,
+    )
     update_freq: int = _f(
         1, "Accumulate gradients over N batches per update (DDP syncs only the last).", SCALE
     )
@@ -117,7 +124,63 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.update_freq < 1:
-            raise RnnkitError("--update-freq must be at least 1")
-        if self.ddp_timeout <= 0:
-            raise RnnkitError("--ddp-timeout must be positive (seconds)")
+        problems = [message for ok, message in _range_rules(self) if not ok]
+        if problems:
+            raise RnnkitError("; ".join(problems))
+
+
+def _at_least(cfg: TrainConfig, name: str, low: int) -> tuple[bool, str]:
+    value = getattr(cfg, name)
+    return value >= low, f"--{name.replace('_', '-')} must be at least {low} (got {value})"
+
+
+def _within(cfg: TrainConfig, name: str, test: Any, rule: str) -> tuple[bool, str]:
+    value = getattr(cfg, name)
+    ok = math.isfinite(value) and test(value)
+    return ok, f"--{name.replace('_', '-')} must be {rule} (got {value})"
+
+
+def _range_rules(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """(holds, message naming the option) for every range a value must lie in.
+
+    Checked when the config is built, so a bad value is one line before any work, not a
+    ``ZeroDivisionError`` in the first batch or a ``ValueError`` from torch's optimizer.
+    """
+    nonneg, positive = (lambda v: v >= 0), (lambda v: v > 0)
+    counts = (
+        "max_tokens",
+        "max_epoch",
+        "max_update",
+        "patience",
+        "validate_interval_updates",
+        "threads",
+        "asgd_t0",
+        "lr_patience",
+        "warmup_updates",
+        "decay_start_epoch",
+    )
+    rules = [
+        # 0 sentences means "no sentence limit", which only a token budget can replace
+        (cfg.batch_size >= 1 or (cfg.batch_size == 0 and cfg.max_tokens > 0),
+         f"--batch-size must be at least 1 (got {cfg.batch_size}), or 0 with --max-tokens"),
+        (cfg.valid_batch_size is None or cfg.valid_batch_size >= 1,
+         f"--valid-batch-size must be at least 1 (got {cfg.valid_batch_size})"),
+        _at_least(cfg, "bptt", 1),
+        _at_least(cfg, "update_freq", 1),
+        _at_least(cfg, "max_source_positions", 1),
+        _at_least(cfg, "max_target_positions", 1),
+        _at_least(cfg, "keep_last_epochs", -1),
+        *(_at_least(cfg, name, 0) for name in counts),
+        _within(cfg, "lr", positive, "> 0"),
+        *(_within(cfg, name, nonneg, ">= 0") for name in
+          ("momentum", "weight_decay", "clip_norm", "min_lr", "stop_time_hours")),
+        (cfg.log_interval >= 0, f"--log-interval must be >= 0 (got {cfg.log_interval})"),
+        _within(cfg, "label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+        _within(cfg, "lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
+        _within(cfg, "ddp_timeout", positive, "positive (seconds)"),
+        (len(cfg.adam_betas) == 2 and all(0 <= b < 1 for b in cfg.adam_betas),
+         f"--adam-betas must be two values in [0, 1), e.g. 0.9,0.98 (got {cfg.adam_betas})"),
+        (all(cfg.valid_subset.split(",")),
+         f"--valid-subset must be comma-separated split names (got {cfg.valid_subset!r})"),
+    ]  # fmt: skip
+    return rules

@@ -22,6 +22,7 @@ import inspect
 import itertools
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -31,8 +32,9 @@ from typing import Any
 import torch
 
 from rnnkit.errors import RnnkitError
+from rnnkit.io import writing
 from rnnkit.reporting import get_reporter
-from rnnkit.training import distributed
+from rnnkit.training import distributed, preflight
 from rnnkit.training.optim import set_lr
 from rnnkit.training.precision import Precision
 from rnnkit.training.run import Progress, Run, build_run, pick_device, save
@@ -62,9 +64,17 @@ class MetricsLog:
     def write(self, **record: Any) -> None:
         if self.path is None:
             return
-        record = {"time": round(time.time(), 3), **record}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        line = (json.dumps({"time": round(time.time(), 3), **record}) + "\n").encode("utf-8")
+        # Unbuffered, so a full disk is seen here and the half-written line can be cut off.
+        with writing(self.path), open(self.path, "ab", buffering=0) as f:
+            end = f.seek(0, os.SEEK_END)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[f.write(view) :]
+            except OSError:
+                f.truncate(end)
+                raise
 
 
 @contextlib.contextmanager
@@ -237,13 +247,21 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
-def _done(run: Run) -> bool:
+def finished(run: Run) -> str | None:
+    """Why the run has nothing left to do (``--max-update`` or ``--max-epoch`` reached,
+    ``--patience`` exhausted), or None while it has."""
     cfg, p = run.cfg, run.progress
-    return (
-        (cfg.max_update > 0 and p.updates >= cfg.max_update)
-        or (cfg.max_epoch > 0 and p.epoch > cfg.max_epoch)
-        or (cfg.patience > 0 and p.bad_validations >= cfg.patience)
-    )
+    if cfg.max_update > 0 and p.updates >= cfg.max_update:
+        return f"--max-update {cfg.max_update} reached (update {p.updates})"
+    if cfg.max_epoch > 0 and p.epoch > cfg.max_epoch:
+        return f"--max-epoch {cfg.max_epoch} reached"
+    if cfg.patience > 0 and p.bad_validations >= cfg.patience:
+        return f"--patience {cfg.patience} exhausted ({p.bad_validations} validations not better)"
+    return None
+
+
+def _done(run: Run) -> bool:
+    return finished(run) is not None
 
 
 def _train_iterator(run: Run) -> Any:
@@ -327,8 +345,13 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
 def fit(run: Run) -> Progress:
     """Train until ``--max-epoch``/``--max-update``/``--patience`` says stop; returns progress.
 
-    Under torchrun, a worker that loses the others (one died, raised or hung past
-    ``--ddp-timeout``) raises :class:`~rnnkit.training.distributed.WorkerLost`.
+    A resumed run that is already finished says so and returns without training or validating.
+    Otherwise, before the first update, :func:`~rnnkit.training.preflight.check_run` refuses
+    what would fail later (a missing or empty split, batch options the data cannot fill, an
+    unknown name) with a :class:`~rnnkit.training.preflight.PreflightError`. The save dir's
+    lock is released at the end (:meth:`Run.close`). Under torchrun, a worker that loses the
+    others (one died, raised or hung past ``--ddp-timeout``) raises
+    :class:`~rnnkit.training.distributed.WorkerLost`.
     """
     try:
         return _fit(run)
@@ -344,6 +367,8 @@ def fit(run: Run) -> Progress:
         if lost is None:
             raise
         raise lost from None
+    finally:
+        run.close()
 
 
 def _fit(run: Run) -> Progress:
@@ -353,6 +378,14 @@ def _fit(run: Run) -> Progress:
     run.started = time.monotonic()
     log = MetricsLog(run.save_dir / "train_log.jsonl" if main else None)
     p = run.progress
+    reason = finished(run)
+    if reason is not None:
+        get_reporter().info(
+            f"nothing left to do in {run.save_dir}: {reason}; raise it to train further"
+        )
+        return p
+    # Missing or empty splits, batch options the data cannot fill, bad names: before any work.
+    preflight.check_run(run.cfg, run.task, distributed.world_size())
     with catch_signals() as caught:
         while not _done(run):
             if not train_epoch(run, log, caught):  # it saved before stopping

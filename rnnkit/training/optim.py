@@ -5,6 +5,14 @@ with plain-data ``state_dict`` so a resumed run continues its learning rate exac
 ``fixed``, ``zaremba`` (constant, then multiplied by ``lr_decay`` every epoch after
 ``decay_start_epoch``), ``plateau`` (multiply by ``lr_decay`` when validation stops improving),
 ``cosine`` and ``inverse_sqrt`` (both after linear warmup).
+
+A schedule's options come from the run's config; its checkpoint restores only its progress
+(:attr:`Schedule.progress_keys`), so a resumed run given a new ``--lr-decay``, ``--min-lr``,
+``--warmup-updates`` or ``--max-update`` follows them from the next step. A new ``--lr``
+(:meth:`Schedule.rebase`) is a new base rate: ``fixed`` and ``plateau`` run at it from now on
+(``plateau`` keeps its best loss and bad-epoch count and reduces from the new rate); ``zaremba``
+applies the decays of the epochs already done to it (new lr × lr_decay^k); ``cosine`` and
+``inverse_sqrt`` compute the rate of the current update from it, as fairseq's schedules do.
 """
 
 from __future__ import annotations
@@ -91,6 +99,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class Schedule:
     """Base schedule: the learning rate is ``base_lr`` unless a subclass says otherwise."""
 
+    progress_keys: tuple[str, ...] = ("lr",)  # what a checkpoint restores; the rest is config
+
     def __init__(self, cfg: Any) -> None:
         self.base_lr = cfg.lr
         self.lr = cfg.lr
@@ -103,11 +113,17 @@ class Schedule:
         """Called when epoch ``epoch`` (1-based) ends; returns the rate for the next epoch."""
         return self.lr
 
+    def rebase(self, epoch: int, updates: int) -> float:
+        """Continue from the new base rate ``cfg.lr`` this schedule was built with, at epoch
+        ``epoch`` (in progress, 1-based) after ``updates`` updates; returns the rate."""
+        self.lr = self.base_lr
+        return self.lr
+
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int | float | type(None))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
+        vars(self).update({k: state[k] for k in self.progress_keys if k in state})
 
 
 @LR_SCHEDULER_REGISTRY.register("fixed")
@@ -127,10 +143,15 @@ class EpochDecaySchedule(Schedule):
         self.lr = self.base_lr * self.decay ** max(0, epoch + 1 - self.start)
         return self.lr
 
+    def rebase(self, epoch: int, updates: int) -> float:
+        return self.step_epoch(epoch - 1, None)  # the rate step_epoch gave the epoch in progress
+
 
 @LR_SCHEDULER_REGISTRY.register("plateau")
 class PlateauSchedule(Schedule):
     """×``lr_decay`` whenever the validation loss fails to improve for ``lr_patience`` epochs."""
+
+    progress_keys = ("lr", "best", "bad_epochs")
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
@@ -167,6 +188,9 @@ class _WarmupSchedule(Schedule):
 
     def after_warmup(self, num_updates: int) -> float:
         raise NotImplementedError
+
+    def rebase(self, epoch: int, updates: int) -> float:
+        return self.step_update(updates)
 
 
 @LR_SCHEDULER_REGISTRY.register("cosine")

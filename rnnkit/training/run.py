@@ -2,17 +2,19 @@
 it and restoring it.
 
 :class:`Run` holds everything a run needs; :func:`build_run` joins the workers under torchrun,
-seeds, builds the model, optimizer and schedule, restores ``--restore-file`` (read by rank 0 and
-handed to every worker) and wraps the model for training (DDP, ``--compile``).
-:func:`checkpoint_state` turns the run into plain data, gathering the iterator's and every
-worker's RNG state, so a run resumes exactly, also under another world size; :func:`save`
-writes it on rank 0. The loop itself is :mod:`rnnkit.training.loop`.
+locks the save dir (rank 0, :mod:`rnnkit.training.lock`), seeds, builds the model, optimizer and
+schedule, restores ``--restore-file`` (read by rank 0 and handed to every worker) with the
+options this run was given (:mod:`rnnkit.training.resume`) and wraps the model for training
+(DDP, ``--compile``). :func:`checkpoint_state` turns the run into plain data, gathering the
+iterator's and every worker's RNG state, so a run resumes exactly, also under another world
+size; :func:`save` writes it on rank 0. The loop itself is :mod:`rnnkit.training.loop`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,16 @@ import torch
 
 from rnnkit.config import to_dict
 from rnnkit.errors import RnnkitError
+from rnnkit.io import WriteError
 from rnnkit.reporting import get_reporter
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.criteria import CRITERION_REGISTRY, Criterion
+from rnnkit.training.lock import SaveDirLock
 from rnnkit.training.optim import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, set_lr
 from rnnkit.training.precision import Precision, maybe_compile
+from rnnkit.training.resume import ResumePlan, plan_resume
 
 
 @dataclass
@@ -61,6 +66,12 @@ class Run:
     train_model: torch.nn.Module | None = None  # what task.loss calls: DDP-wrapped, compiled
     precision: Precision | None = None
     saved_updates: int | None = None  # updates in the newest checkpoint_last.pt (for messages)
+    lock: SaveDirLock | None = None  # rank 0's hold on save_dir, released by close()
+
+    def close(self) -> None:
+        """Release the save dir (fit does at its end; the process's exit does in any case)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 def pick_device(name: str) -> torch.device:
@@ -73,15 +84,60 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def build_run(cfg: TrainConfig, task: Any, arch: str, model_layers: list, save_dir: Path) -> Run:
-    """Join the workers (under torchrun), seed, build model/optimizer/schedule, restore
-    ``restore_file`` if present, and wrap the model for training (DDP, ``--compile``)."""
+def build_run(
+    cfg: TrainConfig,
+    task: Any,
+    arch: str,
+    model_layers: list,
+    save_dir: Path,
+    given: Collection[str] | None = None,
+) -> Run:
+    """Join the workers (under torchrun), lock ``save_dir``, seed, build model/optimizer/
+    schedule, restore ``restore_file`` if present, and wrap the model for training (DDP,
+    ``--compile``).
+
+    ``given`` names the fields of ``cfg`` given this time (command line, ``--config``); on
+    resume they override the checkpoint's options, the others are the checkpoint's
+    (:mod:`rnnkit.training.resume`). None: every field of ``cfg`` was given.
+    """
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = distributed.setup(pick_device(cfg.device), cfg.ddp_timeout)
     rank = distributed.rank()
     if rank > 0:
         get_reporter().quiet = True  # rank 0 alone logs and shows progress
+    lock = _lock_save_dir(save_dir)
+    try:
+        state = _read_restore_file(cfg, save_dir)
+        plan = None
+        if state is not None:
+            plan = plan_resume(
+                cfg, given, task, arch, model_layers, state, save_dir / cfg.restore_file
+            )
+            cfg, model_layers = plan.cfg, plan.model_layers
+        run = _assemble(cfg, task, arch, model_layers, save_dir, device)
+        run.lock = lock
+        if plan is not None:
+            for line in plan.messages:
+                get_reporter().info(line)
+            restore_run(run, state, plan)
+            get_reporter().info(
+                f"resumed from {save_dir / cfg.restore_file}: epoch {run.progress.epoch}, "
+                f"update {run.progress.updates}"
+            )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    run.train_model = maybe_compile(distributed.wrap(run.model, device), cfg.compile, device)
+    return run
+
+
+def _assemble(
+    cfg: TrainConfig, task: Any, arch: str, model_layers: list, save_dir: Path, device: torch.device
+) -> Run:
+    """A fresh run: seeded model, optimizer, schedule and criterion."""
+    rank = distributed.rank()
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
     model, model_cfg = task.build_model(arch, *model_layers)
     model.to(device)
@@ -95,15 +151,22 @@ def build_run(cfg: TrainConfig, task: Any, arch: str, model_layers: list, save_d
     run.data_rng.manual_seed(cfg.seed)  # one data order for all workers
     if rank > 0:
         torch.manual_seed(cfg.seed + rank)  # but dropout masks of their own
-    state = _read_restore_file(cfg, save_dir)
-    if state is not None:
-        restore_run(run, state)
-        get_reporter().info(
-            f"resumed from {save_dir / cfg.restore_file}: epoch {run.progress.epoch}, "
-            f"update {run.progress.updates}"
-        )
-    run.train_model = maybe_compile(distributed.wrap(model, device), cfg.compile, device)
     return run
+
+
+def _lock_save_dir(save_dir: Path) -> SaveDirLock | None:
+    """Rank 0 locks ``save_dir`` (the only worker that writes there); a refusal stops every
+    worker with the same one-line error."""
+    lock, found = None, None
+    if distributed.rank() == 0:
+        try:
+            lock = SaveDirLock(save_dir).acquire()
+        except RnnkitError as e:
+            found = e
+    found = distributed.broadcast_object(found)
+    if isinstance(found, RnnkitError):
+        raise found
+    return lock
 
 
 def _read_restore_file(cfg: TrainConfig, save_dir: Path) -> dict[str, Any] | None:
@@ -112,7 +175,7 @@ def _read_restore_file(cfg: TrainConfig, save_dir: Path) -> dict[str, Any] | Non
     found: Any = None
     if distributed.rank() == 0 and restore.is_file() and not cfg.reset:
         try:
-            found = ckpt.load_checkpoint(restore)
+            found = ckpt.load_checkpoint(restore, resume=True)
         except RnnkitError as e:
             found = e
     found = distributed.broadcast_object(found)
@@ -121,25 +184,62 @@ def _read_restore_file(cfg: TrainConfig, save_dir: Path) -> dict[str, Any] | Non
     return found
 
 
-def restore_run(run: Run, state: dict[str, Any]) -> None:
-    """Load weights, optimizer, schedule, counters and RNG from a checkpoint."""
-    if state.get("task") != run.task.name:
-        raise RnnkitError(f"checkpoint is for task {state.get('task')!r}, not {run.task.name!r}")
-    if state.get("model_config") != to_dict(run.model_cfg) or state.get("arch") != run.arch:
+def restore_run(run: Run, state: dict[str, Any], plan: ResumePlan | None = None) -> None:
+    """Load weights, optimizer, schedule, counters and RNG from a checkpoint, as ``plan`` (from
+    :func:`~rnnkit.training.resume.plan_resume`) says; without one, the run's options must be
+    the checkpoint's."""
+    if plan is None:
+        plan = plan_resume(run.cfg, None, run.task, run.arch, [], state, run.save_dir)
+    _check_model(run, state)
+    ckpt.load_weights(run.model, state["model_state"], run.save_dir / run.cfg.restore_file)
+    if not plan.fresh_optimizer:
+        _load_optimizer(run, state["optimizer"])
+    if not plan.fresh_schedule:
+        run.schedule.load_state_dict(state["schedule"])
+    if plan.new_lr or plan.fresh_schedule:
+        progress = state["progress"]
+        run.schedule.rebase(progress["epoch"], progress["updates"])
+    set_lr(run.optimizer, run.schedule.lr)
+    if run.precision is not None:
+        run.precision.load_state_dict(state.get("amp_scaler"))
+    _restore_progress(run, state, plan)
+
+
+def _check_model(run: Run, state: Mapping[str, Any]) -> None:
+    """The model built must be the checkpoint's but for its ``resumable`` fields."""
+    saved, mine = state.get("model_config") or {}, to_dict(run.model_cfg)
+    fields = dataclasses.fields(run.model_cfg)
+    fixed = {f.name for f in fields if not f.metadata.get("resumable", False)}
+    if state.get("arch") != run.arch or any(saved.get(k) != mine[k] for k in fixed if k in saved):
         raise RnnkitError(
             "the checkpoint in --save-dir was trained with another architecture or model options; "
             "use another --save-dir or --reset"
         )
-    run.model.load_state_dict(state["model_state"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.schedule.load_state_dict(state["schedule"])
-    set_lr(run.optimizer, run.schedule.lr)
-    if run.precision is not None:
-        run.precision.load_state_dict(state.get("amp_scaler"))
+
+
+def _load_optimizer(run: Run, saved: dict[str, Any]) -> None:
+    """Load the optimizer's state, keeping the hyperparameters this run was built with (torch
+    would put the checkpoint's back: a new --weight-decay or --momentum would be ignored)."""
+    mine = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+    try:
+        run.optimizer.load_state_dict(saved)
+    except (KeyError, ValueError, IndexError) as e:
+        raise RnnkitError(
+            f"the optimizer state in --save-dir does not fit --optimizer {run.cfg.optimizer} "
+            f"({type(e).__name__}: {str(e)[:80]}); add --reset-optimizer to start it afresh"
+        ) from None
+    for group, hyper in zip(run.optimizer.param_groups, mine, strict=True):
+        group.update(hyper)
+
+
+def _restore_progress(run: Run, state: dict[str, Any], plan: ResumePlan) -> None:
+    """Counters, best value, and the RNG states of every worker."""
     progress = dict(state["progress"])
     if "best_loss" in progress:  # checkpoints written before --best-checkpoint-metric
         progress["best"] = progress.pop("best_loss")
     run.progress = Progress(**progress)
+    if plan.forget_best:
+        run.progress.best, run.progress.bad_validations = None, 0
     run.saved_updates = run.progress.updates
     # Each worker continues its own dropout stream; a worker the old run did not have starts one.
     rank, rngs = distributed.rank(), state.get("rng_ranks") or [state["rng"]]
@@ -183,16 +283,27 @@ def save(run: Run, itr: Any, epoch_end: bool, is_best: bool) -> None:
     Called on every worker (the state is gathered from all); only rank 0 writes.
     """
     state = checkpoint_state(run, itr)
-    run.saved_updates = run.progress.updates
+    before, run.saved_updates = run.saved_updates, run.progress.updates
     if distributed.rank() != 0:
         return
-    last = run.save_dir / "checkpoint_last.pt"
-    ckpt.save_checkpoint(state, last)
-    if is_best:
-        ckpt.save_checkpoint(state, run.save_dir / "checkpoint_best.pt")
-    if epoch_end and not run.cfg.no_epoch_checkpoints:
-        done = run.progress.epoch - 1
-        ckpt.save_checkpoint(state, run.save_dir / f"checkpoint{done}.pt")
-        if run.cfg.keep_last_epochs >= 0:
-            for old in range(1, done - run.cfg.keep_last_epochs + 1):
-                (run.save_dir / f"checkpoint{old}.pt").unlink(missing_ok=True)
+    last, done = run.save_dir / "checkpoint_last.pt", run.progress.epoch - 1
+    try:
+        ckpt.save_checkpoint(state, last)
+        if is_best:
+            ckpt.save_checkpoint(state, run.save_dir / "checkpoint_best.pt")
+        if epoch_end and not run.cfg.no_epoch_checkpoints:
+            ckpt.save_checkpoint(state, run.save_dir / f"checkpoint{done}.pt")
+    except WriteError as e:  # a full disk: say which checkpoint the next run resumes from
+        if e.path == str(last):
+            run.saved_updates = before
+        raise e.with_note(_intact(last, run.saved_updates)) from None
+    if epoch_end and not run.cfg.no_epoch_checkpoints and run.cfg.keep_last_epochs >= 0:
+        for old in range(1, done - run.cfg.keep_last_epochs + 1):
+            (run.save_dir / f"checkpoint{old}.pt").unlink(missing_ok=True)
+
+
+def _intact(last: Path, updates: int | None) -> str:
+    """What is left to resume from when a checkpoint write fails."""
+    if updates is None:
+        return "no checkpoint was saved yet"
+    return f"{last.name} (update {updates}) is intact"

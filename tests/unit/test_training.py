@@ -207,7 +207,7 @@ def test_stop_time_hours_stops_and_saves(tmp_path):
 
 def test_resume_refuses_other_model_options(tmp_path):
     fit(make_run(tmp_path, max_epoch=1))
-    with pytest.raises(RnnkitError, match="another architecture"):
+    with pytest.raises(RnnkitError, match="--hidden-size 8 -> 16 would change the model"):
         make_run(tmp_path, model={"hidden-size": 16})
 
 
@@ -250,8 +250,9 @@ def test_keep_last_epochs_prunes_old_epoch_checkpoints(tmp_path):
 
 
 def test_patience_stops_when_validation_stalls(tmp_path):
-    # lr 0 cannot improve after the first validation: patience 2 stops after epoch 3.
-    progress = fit(make_run(tmp_path, max_epoch=20, patience=2, optimizer="sgd", lr=0.0))
+    # Steps of lr 1e-30 are lost in rounding (lr 0 is refused): the weights never change, so
+    # nothing improves after the first validation and patience 2 stops after epoch 3.
+    progress = fit(make_run(tmp_path, max_epoch=20, patience=2, optimizer="sgd", lr=1e-30))
     assert progress.epoch == 4 and progress.bad_validations == 2
     assert [e["epoch"] for e in _events(tmp_path / "run", "valid")] == [1, 2, 3]
 
