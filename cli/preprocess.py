@@ -47,6 +47,7 @@ def preprocess_command(
     tokenizer: Annotated[str | None, _opt("tokenizer", panel=TOK)] = None,
     spm_vocab_size: Annotated[int | None, _opt("spm_vocab_size", panel=TOK)] = None,
     spm_model_type: Annotated[str | None, _opt("spm_model_type", panel=TOK)] = None,
+    spm_sample_lines: Annotated[int | None, _opt("spm_sample_lines", panel=TOK)] = None,
     threshold: Annotated[int | None, _opt("threshold", panel=DICT)] = None,
     thresholdsrc: Annotated[int | None, _opt("thresholdsrc", panel=DICT)] = None,
     thresholdtgt: Annotated[int | None, _opt("thresholdtgt", panel=DICT)] = None,

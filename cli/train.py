@@ -20,7 +20,7 @@ from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import TrainingInterrupted, build_run, fit
 from rnnkit.training.preflight import check_launch
 from rnnkit_cli.common import UserDirOption, setup_plugins
-from rnnkit_cli.launch import NPROC, launch_workers, report_once
+from rnnkit_cli.launch import MAX_RESTARTS, NPROC, launch_workers, report_once
 
 app = typer.Typer()
 
@@ -78,7 +78,13 @@ def _config_parameters() -> list[inspect.Parameter]:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Argument(help="Data directory written by `rnnkit preprocess`.")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Data directory written by `rnnkit preprocess`, or shards `DIR0:DIR1:...`: "
+            "epoch k trains on shard (k-1) mod n; valid/test and dictionaries from the first."
+        ),
+    ],
     arch: Annotated[
         str, typer.Option("--arch", "-a", help="Architecture or preset (`rnnkit models`).")
     ],
@@ -98,11 +104,23 @@ def train(
             rich_help_panel="Scale and speed",
         ),
     ] = 1,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            MAX_RESTARTS,
+            help="When a worker fails, stop and restart all workers up to N times; each resumes "
+            "from SAVE_DIR/checkpoint_last.pt (torch's elastic agent; under plain torchrun give "
+            "torchrun --max-restarts).",
+            rich_help_panel="Scale and speed",
+        ),
+    ] = 0,
     **options: Any,
 ) -> None:
     """Train a model on binarized data; resumes from `SAVE_DIR/checkpoint_last.pt` if present."""
     if nproc_per_node < 1:
         raise RnnkitError(f"{NPROC} must be at least 1")
+    if max_restarts < 0:
+        raise RnnkitError(f"{MAX_RESTARTS} must be at least 0 (got {max_restarts})")
     setup_plugins(user_dir)
     train_fields = set(fields_of(TrainConfig))
     file_layer = load_file(config) if config else {}
@@ -115,9 +133,9 @@ def train(
     model_flags = parse_overrides(ctx.args)
     # On resume, the options given here (flags and --config) win over the checkpoint's.
     named = {*given, *(k.replace("-", "_") for k in file_train)}
-    if nproc_per_node > 1:  # everything checkable is checked once here, before any worker
+    if nproc_per_node > 1 or max_restarts > 0:  # checked once here, before any worker
         check_launch(cfg, task, arch, [file_model, model_flags], save_dir, named, nproc_per_node)
-        launch_workers(nproc_per_node, sys.argv[1:])
+        launch_workers(nproc_per_node, sys.argv[1:], max_restarts)
     try:
         fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir, given=named))
     except TrainingInterrupted:

@@ -7,6 +7,13 @@ greedily into batches of at most ``batch_size`` sentences and ``max_tokens`` tok
 shuffled again with the same seed, so an epoch's order depends only on (seed, sizes). A data-
 parallel rank takes ``batches[rank::world]`` after the list is cut to a multiple of ``world``,
 so every rank runs the same number of updates.
+
+Resume under any world size is exact: the saved position counts *global* batches done, and a
+resumed epoch deals out only the batches from that position on (``rest[rank::world]``, ``rest``
+cut to a multiple of the new ``world``), so no batch is replayed or skipped, whatever divides
+what. The only batches an epoch leaves out are its last ``len(rest) % world`` (at most
+``world - 1``), as any epoch of several workers leaves out its remainder; with the same world
+size these are exactly the batches an uninterrupted run leaves out.
 """
 
 from __future__ import annotations
@@ -70,8 +77,10 @@ def shard(batches: list, rank: int, world: int) -> list:
 class BatchIterator:
     """One epoch over a worker's share of a batch list: ``collate(indices)`` makes each batch.
 
-    Its state is the epoch's ``seed`` and the position in the *global* order (local batches done
-    × ``world``), so a run resumes under another world size as far as the new shards allow.
+    ``batches`` is this worker's share of the epoch's global order from global batch ``start``
+    on (0, or a resumed position). Its state is the epoch's ``seed`` and the position in the
+    *global* order (``start`` + local batches done × ``world``), which :meth:`for_epoch` resumes
+    exactly under any world size.
     """
 
     def __init__(
@@ -79,18 +88,21 @@ class BatchIterator:
         batches: list[np.ndarray],
         collate: Callable[[list[int]], Any],
         seed: int | None,
-        position: int = 0,
+        start: int = 0,
         world: int = 1,
     ) -> None:
         self.batches, self.collate, self.seed, self.world = batches, collate, seed, world
-        self.position = position // world  # local batches done
+        self.start = start  # global batches done before this iterator's first
+        self.position = 0  # local batches done
 
     def __len__(self) -> int:
-        return len(self.batches)
+        """The epoch's batches for this worker, counting those done before a resume as
+        ``start // world``."""
+        return self.start // self.world + len(self.batches)
 
     @property
     def batches_done(self) -> int:
-        return self.position
+        return self.start // self.world + self.position
 
     def __iter__(self) -> Iterator[Any]:
         while self.position < len(self.batches):
@@ -98,7 +110,7 @@ class BatchIterator:
             yield self.collate(self.batches[self.position - 1].tolist())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "position": self.position * self.world}
+        return {"seed": self.seed, "position": self.start + self.position * self.world}
 
     @classmethod
     def for_epoch(
@@ -111,7 +123,9 @@ class BatchIterator:
     ) -> BatchIterator:
         """A training epoch: ``make_batches(seed)`` is the global order, with the seed taken
         from ``resume`` or drawn from ``generator`` (a ``torch.Generator``, alike on every
-        worker); worker ``shard_of = (rank, world)`` walks its share from the resumed position.
+        worker); worker ``shard_of = (rank, world)`` takes its share of the batches from the
+        resumed global position on, so a resume continues at the next batch of the global
+        order whatever the old and new world sizes.
         """
         import torch
 
@@ -120,5 +134,5 @@ class BatchIterator:
         if seed is None:
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         rank, world = shard_of
-        batches = shard(make_batches(seed), rank, world)
-        return cls(batches, collate, seed, resume.get("position", 0), world)
+        start = int(resume.get("position", 0))
+        return cls(shard(make_batches(seed)[start:], rank, world), collate, seed, start, world)

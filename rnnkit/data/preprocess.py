@@ -2,7 +2,8 @@
 
 :func:`preprocess` checks every input first (files, parallel line counts), builds the whole data
 directory in a temporary folder beside ``--destdir`` and renames it into place only at the end,
-so a failure leaves nothing half-written. It trains a SentencePiece model if asked, counts
+so a failure leaves nothing half-written. It trains a SentencePiece model if asked (on at most
+``spm_sample_lines`` lines drawn at random, so its memory is bounded on any corpus), counts
 tokens of the train split into dictionaries (fairseq ``dict.txt``), binarizes every split in
 line chunks (see :mod:`rnnkit.data.binarize`), and writes ``preprocess.json``: the task, the
 tokenizer, every option, per-split counts and ``<unk>`` rates, and the sha256 of each input.
@@ -32,6 +33,11 @@ from rnnkit.reporting import get_reporter
 from rnnkit.tokenizers import TOKENIZER_REGISTRY, SentencePieceTokenizer
 
 MANIFEST = "preprocess.json"
+# sentencepiece's memory grows with the lines it trains on: about 1.45 KiB a line of 54 bytes
+# (unigram, 8000 pieces; benchmarks/RESULTS.md): 1.7 GiB peak for 1M lines, and 10M such lines
+# (the issue's first suggestion) would need about 14 GiB. 1M lines keeps preprocess within a
+# few GB on any corpus and is sentencepiece's own recommended range for a good vocabulary.
+SPM_SAMPLE_LINES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class PreprocessConfig:
     tokenizer: str = opt("space", "registered tokenizer: space, char, sentencepiece, …")
     spm_vocab_size: int = opt(8000, "sentencepiece vocabulary size")
     spm_model_type: Literal["unigram", "bpe"] = opt("unigram", "sentencepiece model type")
+    spm_sample_lines: int = opt(
+        SPM_SAMPLE_LINES,
+        "train sentencepiece on this many train lines drawn at random, to bound memory (0: all)",
+    )
     threshold: int = opt(0, "drop words seen fewer times in train (lm; default for src/tgt)")
     thresholdsrc: int | None = opt(None, "threshold of the source dictionary")
     thresholdtgt: int | None = opt(None, "threshold of the target dictionary")
@@ -89,7 +99,14 @@ def check_config(cfg: PreprocessConfig) -> None:
         raise RnnkitError("nothing to do: give --trainpref, --validpref or --testpref")
     if cfg.workers < 1 or cfg.padding_factor < 1 or cfg.spm_vocab_size < 1:
         raise RnnkitError("--workers, --padding-factor and --spm-vocab-size must be at least 1")
+    if cfg.spm_sample_lines < 0:
+        raise RnnkitError(
+            f"--spm-sample-lines must be 0 (all lines) or more, got {cfg.spm_sample_lines}"
+        )
     TOKENIZER_REGISTRY.get(cfg.tokenizer)  # an unknown name lists the valid ones
+    if cfg.tokenizer != "sentencepiece" and cfg.spm_sample_lines != SPM_SAMPLE_LINES:
+        # An error, not a warning: a silently ignored bound would let a user believe it holds.
+        raise RnnkitError("--spm-sample-lines is for --tokenizer sentencepiece")
     if cfg.tokenizer == "sentencepiece":
         if cfg.task == "tagging":
             raise RnnkitError("--task tagging needs one tag per token; sentencepiece splits tokens")
@@ -284,16 +301,19 @@ def binarize_split(
     }
 
 
-def tokenizer_info(cfg: PreprocessConfig) -> dict[str, Any]:
-    """The tokenizer as recorded in the manifest."""
+def tokenizer_info(cfg: PreprocessConfig, train_lines: int) -> dict[str, Any]:
+    """The tokenizer as recorded in the manifest (``sample_lines`` only if a sample was drawn)."""
     if cfg.tokenizer != "sentencepiece":
         return {"name": cfg.tokenizer}
-    return {
+    info: dict[str, Any] = {
         "name": cfg.tokenizer,
         "model": SentencePieceTokenizer.MODEL_FILE,
         "vocab_size": cfg.spm_vocab_size,
         "model_type": cfg.spm_model_type,
     }
+    if 0 < cfg.spm_sample_lines < train_lines:
+        info["sample_lines"] = cfg.spm_sample_lines
+    return info
 
 
 def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
@@ -303,16 +323,14 @@ def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     splits = open_splits(cfg, streams)
     train = next((s for s in splits if s.is_train), None)
     reporter = get_reporter()
+    text, text_lines = train_text(train, streams)
     with building(Path(cfg.destdir), cfg.force) as tmp, Runner(cfg.workers) as runner:
         if cfg.tokenizer == "sentencepiece":
-            assert train is not None
-            reporter.info(f"training sentencepiece ({cfg.spm_model_type}, {cfg.spm_vocab_size})")
-            text = [p for p, s in zip(train.paths, streams, strict=True) if s.kind == "text"]
-            SentencePieceTokenizer.train(text, tmp, cfg.spm_vocab_size, cfg.spm_model_type)
+            train_sentencepiece(cfg, text, text_lines, tmp)
         dictionaries = build_dictionaries(cfg, streams, train, tmp, runner)
         manifest: dict[str, Any] = {
             "task": cfg.task,
-            "tokenizer": tokenizer_info(cfg),
+            "tokenizer": tokenizer_info(cfg, text_lines),
             "options": json.loads(json.dumps(to_dict(cfg))),  # tuples as JSON lists
             "dictionaries": {
                 s.dictionary: len(d) for s, d in zip(streams, dictionaries, strict=True)
@@ -328,6 +346,26 @@ def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             f.write("\n")
     report_summary(cfg, manifest)
     return manifest
+
+
+def train_text(train: Split | None, streams: tuple[Stream, ...]) -> tuple[list[Path], int]:
+    """The train split's text files (sentencepiece trains on them) and their lines in all."""
+    if train is None:
+        return [], 0
+    text = [p for p, s in zip(train.paths, streams, strict=True) if s.kind == "text"]
+    return text, len(text) * train.nlines
+
+
+def train_sentencepiece(cfg: PreprocessConfig, text: list[Path], nlines: int, tmp: Path) -> None:
+    """Train ``tmp/spm.model`` on the train split's text files (``nlines`` lines in all)."""
+    sample = cfg.spm_sample_lines
+    lines = f"{sample:,} of {nlines:,} lines" if 0 < sample < nlines else f"{nlines:,} lines"
+    get_reporter().info(
+        f"training sentencepiece ({cfg.spm_model_type}, {cfg.spm_vocab_size}) on {lines}"
+    )
+    SentencePieceTokenizer.train(
+        text, tmp, cfg.spm_vocab_size, cfg.spm_model_type, sample_lines=sample, nlines=nlines
+    )
 
 
 def report_summary(cfg: PreprocessConfig, manifest: dict[str, Any]) -> None:

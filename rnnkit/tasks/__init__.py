@@ -3,6 +3,7 @@
 A task owns what differs between problems (how batches are made from binarized data, the loss,
 inference). ``preprocess.json`` in a data directory names the task that made it; a checkpoint
 names the task that trained it, so every command can refuse data or models of another task.
+``DATA`` may also be several shard directories joined by ``:`` (:mod:`rnnkit.data.shards`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rnnkit.data import shards
 from rnnkit.errors import RnnkitError
 from rnnkit.registry import Registry
 
@@ -38,7 +40,14 @@ def read_data_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Any:
-    """The task object for ``data_dir``; with ``expect``, data of another task is an error."""
+    """The task object for ``data_dir``; with ``expect``, data of another task is an error.
+
+    ``data_dir`` may be shards ``DIR0:DIR1:...``: the task is built on the first, checked
+    against the others and given them (:func:`rnnkit.data.shards.attach`), so training reads
+    epoch k's train split from shard (k - 1) mod n.
+    """
+    dirs = shards.split_data_arg(data_dir)
+    data_dir = dirs[0]
     meta = read_data_meta(data_dir)
     if expect is not None and meta["task"] != expect:
         raise RnnkitError(f"{data_dir}: data of task {meta['task']!r}, expected {expect!r}")
@@ -47,7 +56,10 @@ def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Any:
             f"{data_dir}: holds {meta['task']!r} data, and no installed task handles it "
             f"(tasks: {', '.join(TASK_REGISTRY.names())})"
         )
-    return TASK_REGISTRY.get(meta["task"]).from_data_dir(data_dir, meta)
+    task = TASK_REGISTRY.get(meta["task"]).from_data_dir(data_dir, meta)
+    if len(dirs) > 1:
+        shards.attach(task, dirs, [meta] + [read_data_meta(d) for d in dirs[1:]])
+    return task
 
 
 def task_from_checkpoint(state: dict[str, Any]) -> Any:

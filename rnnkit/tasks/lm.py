@@ -3,10 +3,12 @@
 Training data is one contiguous stream of token ids (every line followed by ``</s>``), cut into
 ``B`` parallel rows; each update sees the next ``bptt`` columns, and the hidden state is carried
 from one window to the next, detached (Zaremba et al. 2014; Merity et al. 2017 for the
-randomized window length). Position and carried state are part of the iterator's state, so a
-resumed run continues mid-epoch exactly where it stopped. With several workers each takes a
-contiguous block of the B rows (see :meth:`LanguageModelingTask.train_iterator`). Raw lines
-are scored one by one from a fresh state (:meth:`LanguageModelingTask.score_lines`).
+randomized window length). The rows are read from the split's memory map one window at a time
+(:class:`~rnnkit.data.streams.TokenRows`), so memory does not grow with the corpus. Position
+and carried state are part of the iterator's state, so a resumed run continues mid-epoch
+exactly where it stopped. With several workers each takes a contiguous block of the B rows (see
+:meth:`LanguageModelingTask.train_iterator`). Raw lines are scored one by one from a fresh
+state (:meth:`LanguageModelingTask.score_lines`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rnnkit.config import resolve
 from rnnkit.data.binarized import IndexedDataset, data_paths
 from rnnkit.data.sentences import pad_rows
+from rnnkit.data.streams import TokenRows
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
@@ -37,14 +39,14 @@ from rnnkit.training.checkpoint import load_weights
 from rnnkit.training.criteria import Criterion
 
 LOGITS_PER_WINDOW = 1 << 24  # (B, W, V) logits of one window when scoring lines (64 MB in fp32)
+# Set (to anything) by benchmarks/scale.py only: load each split whole into an int64 tensor, as
+# rnnkit did before reading from the memory map, for measuring the two side by side.
+IN_RAM_ENV = "RNNKIT_BENCH_LM_IN_RAM"
 
 
 def batchify(stream: torch.Tensor, rows: int) -> torch.Tensor:
     """Cut a 1-D stream into ``rows`` contiguous rows, dropping the remainder: (N,) → (B, N//B)."""
-    n = stream.numel() // rows
-    if n < 2:
-        raise RnnkitError(f"{stream.numel()} tokens are too few for {rows} parallel streams")
-    return stream[: n * rows].view(rows, n)
+    return TokenRows.cut(stream, rows).data  # type: ignore[return-value]
 
 
 @dataclass
@@ -60,7 +62,8 @@ class Window:
 
 
 class StreamIterator:
-    """Walks BPTT windows over (B, N) rows; keeps the carried hidden state and its position.
+    """Walks BPTT windows over (B, N) rows (a :class:`TokenRows`, or an int64 tensor); keeps
+    the carried hidden state and its position.
 
     ``sharded``: the rows are this worker's block of the whole world's, so :meth:`state_dict`
     gathers the carried state of every worker's rows.
@@ -68,14 +71,15 @@ class StreamIterator:
 
     def __init__(
         self,
-        rows: torch.Tensor,
+        rows: TokenRows | torch.Tensor,
         bptt: int,
         random_bptt: bool = False,
         generator: torch.Generator | None = None,
         position: int = 0,
         sharded: bool = False,
     ) -> None:
-        self.rows, self.bptt, self.random_bptt = rows, bptt, random_bptt
+        self.rows = rows if isinstance(rows, TokenRows) else TokenRows(rows)
+        self.bptt, self.random_bptt = bptt, random_bptt
         self.generator = generator
         self.position = position
         self.sharded = sharded
@@ -83,7 +87,7 @@ class StreamIterator:
 
     def __len__(self) -> int:
         """Number of windows in a full pass at the nominal ``bptt``."""
-        return math.ceil((self.rows.size(1) - 1) / self.bptt)
+        return math.ceil((self.rows.width - 1) / self.bptt)
 
     @property
     def batches_done(self) -> int:
@@ -98,15 +102,14 @@ class StreamIterator:
         return max(5, int(torch.normal(base, 5.0, (1,), generator=g).item()))
 
     def __iter__(self) -> Iterator[Window]:
-        last = self.rows.size(1) - 1
+        last = self.rows.width - 1
         while self.position < last:
             length = min(self._length(), last - self.position)
             i = self.position
             self.position += length
+            chunk = self.rows.columns(i, i + length + 1)  # (B, length + 1): inputs and targets
             yield Window(
-                self.rows[:, i : i + length],
-                self.rows[:, i + 1 : i + 1 + length],
-                length / self.bptt if self.random_bptt else 1.0,
+                chunk[:, :-1], chunk[:, 1:], length / self.bptt if self.random_bptt else 1.0
             )
 
     def state_dict(self) -> dict[str, Any]:
@@ -193,15 +196,25 @@ class LanguageModelingTask:
         return model
 
     # --- data ------------------------------------------------------------------------------
-    def load_stream(self, split: str) -> torch.Tensor:
-        """All tokens of ``split`` as one int64 tensor (N,)."""
+    def dataset(self, split: str) -> IndexedDataset:
+        """The memory-mapped binarized ``split``."""
         if self.data_dir is None:
             raise RnnkitError("this task was loaded from a checkpoint and has no data directory")
-        ds = IndexedDataset(Path(self.data_dir) / split)
-        return torch.from_numpy(ds.stream().astype("int64"))
+        return IndexedDataset(Path(self.data_dir) / split)
+
+    def load_stream(self, split: str) -> torch.Tensor:
+        """All tokens of ``split`` as one int64 tensor (N,), in memory: for small data and
+        tools. Training and evaluation read through :meth:`rows` instead."""
+        return torch.from_numpy(self.dataset(split).stream().astype("int64"))
+
+    def rows(self, split: str, batch_size: int) -> TokenRows:
+        """``split`` cut into ``batch_size`` parallel streams, read from its memory map."""
+        if os.environ.get(IN_RAM_ENV):
+            return TokenRows.cut(self.load_stream(split), batch_size)
+        return TokenRows.cut(self.dataset(split).stream(), batch_size)
 
     def iterator(self, split: str, batch_size: int, bptt: int, **kwargs: Any) -> StreamIterator:
-        return StreamIterator(batchify(self.load_stream(split), batch_size), bptt, **kwargs)
+        return StreamIterator(self.rows(split, batch_size), bptt, **kwargs)
 
     def train_iterator(
         self,
@@ -231,7 +244,7 @@ class LanguageModelingTask:
                 f"multiple of the {world} workers"
             )
         resume = resume or {}
-        rows = batchify(self.load_stream("train"), batch)[_block(batch, shard)]
+        rows = self.rows("train", batch).block(_block(batch, shard))
         itr = StreamIterator(rows, cfg.bptt, random_bptt=cfg.random_bptt, generator=generator,
                              position=resume.get("position", 0), sharded=world > 1)  # fmt: skip
         carry = resume.get("carry")
@@ -274,10 +287,7 @@ class LanguageModelingTask:
                 f"--batch-size {rows} (lm: parallel streams, shared by all workers) is not a "
                 f"multiple of the {world} workers"
             )
-        stream, width = ds.stream(), ds.num_tokens // rows
-        head = [stream[r * width : r * width + min(width, cfg.bptt + 1)] for r in range(rows)]
-        window = torch.from_numpy(np.stack(head).astype("int64"))  # (B, bptt + 1) at most
-        next(iter(StreamIterator(window, cfg.bptt)))
+        next(iter(StreamIterator(TokenRows.cut(ds.stream(), rows), cfg.bptt)))  # one window
 
     def valid_metrics(self, cfg: Any) -> set[str]:
         """The metrics :meth:`evaluate` reports."""
@@ -325,10 +335,10 @@ class LanguageModelingTask:
         all-reduced, so every worker returns the numbers of the whole split.
         """
         model.eval()
-        rows = batchify(self.load_stream(split), cfg.valid_batch_size or cfg.batch_size)
-        rows = rows[_block(rows.size(0), shard)]
+        rows = self.rows(split, cfg.valid_batch_size or cfg.batch_size)
+        rows = rows.block(_block(rows.num_rows, shard))
         total, count = 0.0, 0
-        if rows.size(0) > 0:
+        if rows.num_rows > 0:
             itr = StreamIterator(rows, cfg.bptt)
             for w in itr:
                 loss, n, _ = self.loss(model, w, itr)

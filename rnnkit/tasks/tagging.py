@@ -144,7 +144,8 @@ class SentenceTask:
         shard: tuple[int, int] = (0, 1),
     ) -> buckets.BatchIterator:
         """This epoch's batches of ``train`` (a fresh seed from ``generator`` unless resuming
-        ``resume``, a ``state_dict``): worker ``shard = (rank, world)``'s share of one list."""
+        ``resume``, a ``state_dict``): worker ``shard = (rank, world)``'s share of one list,
+        from the resumed global position on, under any world size (``BatchIterator.for_epoch``)."""
         data = self.data("train")
         return buckets.BatchIterator.for_epoch(
             lambda seed: buckets.batch_by_size(data.sizes, cfg.batch_size, cfg.max_tokens, seed),

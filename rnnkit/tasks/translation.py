@@ -199,7 +199,8 @@ class TranslationTask:
         """This epoch's batches of ``train``: one global order from a seed drawn from
         ``generator`` (or the resumed one), of which worker ``rank`` of ``world`` (``shard``)
         takes every ``world``-th batch. The saved position counts global batches, so a run
-        resumes under another world size as closely as it divides."""
+        resumes at the next batch of that order under any world size
+        (:meth:`~rnnkit.data.buckets.BatchIterator.for_epoch`)."""
         return BatchIterator.for_epoch(
             lambda seed: self.batches("train", cfg, seed, limit=True),
             lambda ids: self.collate("train", ids), generator, resume, shard,

@@ -101,6 +101,15 @@ class TrainConfig:
     log_interval: float = _f(10.0, "Seconds between plain-text progress lines.", RUN)
     keep_last_epochs: int = _f(-1, "Keep only the last N checkpoint{epoch}.pt (-1: all).", CKPT)
     no_epoch_checkpoints: bool = _f(False, "Only write checkpoint_last.pt and _best.pt.", CKPT)
+    save_interval_updates: int = _f(
+        0,
+        "Also save every N updates: checkpoint_{epoch}_{updates}.pt and checkpoint_last.pt, so "
+        "a crash or an elastic restart redoes at most N updates (0: at epoch ends only).",
+        CKPT,
+    )
+    keep_interval_updates: int = _f(
+        -1, "Keep only the last N checkpoint_{epoch}_{updates}.pt (-1: all).", CKPT
+    )
     restore_file: str = _f("checkpoint_last.pt", "Resume from this file in --save-dir.", CKPT)
     reset: bool = _f(False, "Ignore an existing checkpoint in --save-dir and start over.", CKPT)
     reset_optimizer: bool = _f(
@@ -153,6 +162,7 @@ def _range_rules(cfg: TrainConfig) -> list[tuple[bool, str]]:
         "max_update",
         "patience",
         "validate_interval_updates",
+        "save_interval_updates",
         "threads",
         "asgd_t0",
         "lr_patience",
@@ -170,6 +180,7 @@ def _range_rules(cfg: TrainConfig) -> list[tuple[bool, str]]:
         _at_least(cfg, "max_source_positions", 1),
         _at_least(cfg, "max_target_positions", 1),
         _at_least(cfg, "keep_last_epochs", -1),
+        _at_least(cfg, "keep_interval_updates", -1),
         *(_at_least(cfg, name, 0) for name in counts),
         _within(cfg, "lr", positive, "> 0"),
         *(_within(cfg, name, nonneg, ">= 0") for name in

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from rnnkit.errors import RnnkitError
+from rnnkit.reporting import get_reporter
 
 
 class WorkerLost(RnnkitError):
@@ -47,6 +48,7 @@ def setup(device: torch.device, timeout_s: float) -> torch.device:
         return device
     if not dist.is_available():
         raise RnnkitError("WORLD_SIZE > 1, but this torch build has no torch.distributed")
+    _check_restartable()
     if device.type == "cuda":  # one GPU per worker: cuda:LOCAL_RANK
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
@@ -56,6 +58,20 @@ def setup(device: torch.device, timeout_s: float) -> torch.device:
         device_id=device if device.type == "cuda" else None,
     )
     return device
+
+
+def _check_restartable() -> None:
+    """Warn (rank 0) when torchrun's restarts would fail: workers that share the c10d
+    rendezvous' store find the previous attempt's addresses in it after a restart and cannot
+    connect (pytorch/pytorch#135712); ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` avoids that."""
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if restarts > 0 and shared and os.environ.get("RANK", "0") == "0":
+        get_reporter().warning(
+            f"torchrun --max-restarts {restarts}: restarted workers cannot connect while they "
+            "share torchrun's rendezvous store; set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for "
+            "torchrun on every machine (pytorch/pytorch#135712)"
+        )
 
 
 def teardown() -> None:

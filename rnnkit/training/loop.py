@@ -13,6 +13,14 @@ divided by the global token (or sequence) count, so W workers × B rows make the
 one worker × W·B rows. One all-reduce per update sums the loss statistics and every worker's
 votes to stop (a signal, the time budget), so all workers stop after the same update. Only
 rank 0 writes checkpoints, logs and progress.
+
+When a worker dies, torchrun's agent SIGTERMs the others; they are then in, or about to enter,
+a collective with the dead one, which fails at once (gloo and NCCL see the closed connection),
+so they exit with :class:`~rnnkit.training.distributed.WorkerLost` rather than waiting
+``--ddp-timeout``, and write nothing: every save gathers from all workers first, and its files
+are written by temp file + rename. Under ``--max-restarts`` the restarted workers resume from
+``checkpoint_last.pt``, redoing the updates since it was written (``--save-interval-updates``
+bounds them).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 
 import torch
 
+from rnnkit.data import shards
 from rnnkit.errors import RnnkitError
 from rnnkit.io import writing
 from rnnkit.reporting import get_reporter
@@ -266,7 +275,7 @@ def _done(run: Run) -> bool:
 
 def _train_iterator(run: Run) -> Any:
     """This worker's iterator over the epoch; every worker must get as many batches."""
-    task, world = run.task, distributed.world_size()
+    task, world = shards.train_task(run.task, run.progress.epoch), distributed.world_size()
     kwargs = {}
     if world > 1:
         if not _takes_shard(task.train_iterator):
@@ -285,6 +294,22 @@ def _train_iterator(run: Run) -> Any:
             "the same number of batches on every worker"
         )
     return itr
+
+
+def _every(interval: int, updates: int) -> bool:
+    return interval > 0 and updates % interval == 0
+
+
+def _save_if_due(run: Run, itr: Any, log: MetricsLog, stop: bool) -> None:
+    """After an update: validate (``--validate-interval-updates``) and write
+    ``checkpoint_last.pt`` (also ``checkpoint_{epoch}_{updates}.pt`` every
+    ``--save-interval-updates``; always when the run stops), as due; one write for all."""
+    updates = run.progress.updates
+    validating = _every(run.cfg.validate_interval_updates, updates)
+    interval = _every(run.cfg.save_interval_updates, updates)
+    if validating or interval or stop:
+        is_best = validating and after_validation(run, validate(run), log)
+        save(run, itr, epoch_end=False, is_best=is_best, interval=interval)
 
 
 def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
@@ -318,13 +343,11 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
                     tokens_per_s=speed,
                 )
                 t_log = time.monotonic()
-            interval = cfg.validate_interval_updates
-            if interval > 0 and p.updates % interval == 0:
-                save(run, itr, epoch_end=False, is_best=after_validation(run, validate(run), log))
             # Decided from the summed votes, never from this worker's own `caught` alone.
             stop = _adopt(votes[:2], caught) or votes[2] > 0
-            if stop or (cfg.max_update > 0 and p.updates >= cfg.max_update):
-                save(run, itr, epoch_end=False, is_best=False)
+            stop = stop or (cfg.max_update > 0 and p.updates >= cfg.max_update)
+            _save_if_due(run, itr, log, stop)
+            if stop:
                 return False
     if _agree_on_signals(caught):  # a signal after the last update's vote: keep the epoch
         save(run, itr, epoch_end=False, is_best=False)

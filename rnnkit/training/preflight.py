@@ -8,8 +8,9 @@ launching process before any worker starts. They check the names of the optimize
 and criterion, ``--best-checkpoint-metric`` against what validation reports, the task's own
 options, and, through the task's ``check_split`` hook, that the ``train`` split and every
 ``--valid-subset`` split exist, are not empty, fit the batch options and build their first
-batch. A hook opens only the split's index and reads one batch, so the checks take
-milliseconds on any corpus. A task without the hooks (a plugin) is checked for the rest.
+batch (the ``train`` split of every shard of sharded data, :mod:`rnnkit.data.shards`). A hook
+opens only the split's index and reads one batch, so the checks take milliseconds on any
+corpus. A task without the hooks (a plugin) is checked for the rest.
 
 Failures are :class:`PreflightError`: every worker finds the same one, so under torchrun only
 local rank 0 prints it.
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rnnkit.data import shards
 from rnnkit.errors import RnnkitError
 from rnnkit.registry import suggest
 from rnnkit.training.config import TrainConfig
@@ -145,7 +147,8 @@ def check_run(cfg: TrainConfig, task: Any, world: int = 1) -> None:
             check_options(cfg)
         check_split = getattr(task, "check_split", None)
         if check_split is not None:
-            check_split("train", cfg, train=True, world=world)
+            for shard in shards.train_tasks(task):  # the train split of every data shard
+                shard.check_split("train", cfg, train=True, world=world)
             for split in valid_splits(cfg):
                 check_split(split, cfg, train=False, world=world)
     except PreflightError:

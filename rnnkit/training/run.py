@@ -277,22 +277,27 @@ def checkpoint_state(run: Run, itr: Any = None) -> dict[str, Any]:
     return state
 
 
-def save(run: Run, itr: Any, epoch_end: bool, is_best: bool) -> None:
-    """Write ``checkpoint_last.pt`` (and ``checkpoint{epoch}.pt``/``_best.pt`` as due).
+def save(run: Run, itr: Any, epoch_end: bool, is_best: bool, interval: bool = False) -> None:
+    """Write ``checkpoint_last.pt`` (and ``checkpoint{epoch}.pt``/``_best.pt`` as due; with
+    ``interval``, ``checkpoint_{epoch}_{updates}.pt`` of ``--save-interval-updates``).
 
-    Called on every worker (the state is gathered from all); only rank 0 writes.
+    Called on every worker (the state is gathered from all); only rank 0 writes, each file
+    by temp file + rename, so a worker killed mid-write leaves the previous file intact.
     """
     state = checkpoint_state(run, itr)
     before, run.saved_updates = run.saved_updates, run.progress.updates
     if distributed.rank() != 0:
         return
-    last, done = run.save_dir / "checkpoint_last.pt", run.progress.epoch - 1
+    p = run.progress
+    last, done = run.save_dir / "checkpoint_last.pt", p.epoch - 1
     try:
         ckpt.save_checkpoint(state, last)
         if is_best:
             ckpt.save_checkpoint(state, run.save_dir / "checkpoint_best.pt")
         if epoch_end and not run.cfg.no_epoch_checkpoints:
             ckpt.save_checkpoint(state, run.save_dir / f"checkpoint{done}.pt")
+        if interval:
+            ckpt.save_checkpoint(state, run.save_dir / f"checkpoint_{p.epoch}_{p.updates}.pt")
     except WriteError as e:  # a full disk: say which checkpoint the next run resumes from
         if e.path == str(last):
             run.saved_updates = before
@@ -300,6 +305,19 @@ def save(run: Run, itr: Any, epoch_end: bool, is_best: bool) -> None:
     if epoch_end and not run.cfg.no_epoch_checkpoints and run.cfg.keep_last_epochs >= 0:
         for old in range(1, done - run.cfg.keep_last_epochs + 1):
             (run.save_dir / f"checkpoint{old}.pt").unlink(missing_ok=True)
+    if interval and run.cfg.keep_interval_updates >= 0:
+        _prune_interval_checkpoints(run.save_dir, run.cfg.keep_interval_updates)
+
+
+def _prune_interval_checkpoints(save_dir: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` ``checkpoint_{epoch}_{updates}.pt`` (by updates)."""
+    found = []
+    for path in save_dir.glob("checkpoint_*_*.pt"):
+        parts = path.stem.split("_")[1:]
+        if len(parts) == 2 and all(x.isdigit() for x in parts):
+            found.append((int(parts[1]), path))
+    for _, path in sorted(found)[: max(len(found) - keep, 0)]:
+        path.unlink(missing_ok=True)
 
 
 def _intact(last: Path, updates: int | None) -> str:
