@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,34 +154,35 @@ def _assemble(
     return run
 
 
-def _lock_save_dir(save_dir: Path) -> SaveDirLock | None:
-    """Rank 0 locks ``save_dir`` (the only worker that writes there); a refusal stops every
-    worker with the same one-line error."""
-    lock, found = None, None
+def _on_rank0(work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0 only and return its result there (None elsewhere); an
+    :class:`RnnkitError` it raises is raised on every worker, so all stop with the same line."""
+    result, error = None, None
     if distributed.rank() == 0:
         try:
-            lock = SaveDirLock(save_dir).acquire()
+            result = work()
         except RnnkitError as e:
-            found = e
-    found = distributed.broadcast_object(found)
-    if isinstance(found, RnnkitError):
-        raise found
-    return lock
+            error = e
+    error = distributed.broadcast_object(error)
+    if error is not None:
+        raise error
+    return result
+
+
+def _lock_save_dir(save_dir: Path) -> SaveDirLock | None:
+    """Rank 0 locks ``save_dir`` (the only worker that writes there)."""
+    return _on_rank0(SaveDirLock(save_dir).acquire)
 
 
 def _read_restore_file(cfg: TrainConfig, save_dir: Path) -> dict[str, Any] | None:
     """Rank 0 reads ``--restore-file`` and hands it to every worker (no shared disk needed)."""
     restore = save_dir / cfg.restore_file
-    found: Any = None
-    if distributed.rank() == 0 and restore.is_file() and not cfg.reset:
-        try:
-            found = ckpt.load_checkpoint(restore, resume=True)
-        except RnnkitError as e:
-            found = e
-    found = distributed.broadcast_object(found)
-    if isinstance(found, RnnkitError):
-        raise found
-    return found
+    if cfg.reset:
+        return None
+    state = _on_rank0(
+        lambda: ckpt.load_checkpoint(restore, resume=True) if restore.is_file() else None
+    )
+    return distributed.broadcast_object(state)
 
 
 def restore_run(run: Run, state: dict[str, Any], plan: ResumePlan | None = None) -> None:
