@@ -122,7 +122,11 @@ class TrainConfig:
         1, "Accumulate gradients over N batches per update (DDP syncs only the last).", SCALE
     )
     amp: Literal["none", "bf16", "fp16"] = _f(
-        "none", "Mixed precision: bf16 autocast, or fp16 autocast + gradient scaler (CUDA).", SCALE
+        "none",
+        "Mixed precision: bf16 autocast, or fp16 autocast + gradient scaler (CUDA). Measured "
+        "(benchmarks/RESULTS.md): bf16 1.38x on a CPU with AVX-512-BF16; slower on AVX2 CPUs "
+        "and for the zaremba-medium and multi30k presets on an H200 (0.76-0.79x).",
+        SCALE,
     )
     compile: bool = _f(False, "torch.compile the model (CUDA; on CPU: a warning, no-op).", SCALE)
     ddp_timeout: float = _f(

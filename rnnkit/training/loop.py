@@ -135,7 +135,9 @@ def train_update(
     summed loss and target tokens of all workers, and the summed votes. A non-finite loss stops
     the run before the step, so the last checkpoint stays the last good one.
     """
-    model, precision = run.train_model or run.model, run.precision or Precision("none", run.device)
+    # Not `train_model or model`: a compiled module refuses len(), so its truth value raises.
+    model = run.train_model if run.train_model is not None else run.model
+    precision = run.precision or Precision("none", run.device)
     run.model.train()
     run.optimizer.zero_grad(set_to_none=True)
     losses, ntokens, nsentences, lr_scale = [], 0, 0, 0.0

@@ -310,3 +310,14 @@ def test_adam_is_fused_where_torch_has_the_kernel(monkeypatch):
     layer(torch.ones(1, 3)).sum().backward()
     opt.step()
     assert not torch.equal(before, layer.weight)
+
+
+def test_a_compiled_train_model_is_used_not_tested_for_truth(tmp_path):
+    """`--compile` on CUDA failed at the first update: an OptimizedModule refuses len(), so
+    `train_model or model` raised. backend="eager" builds the same wrapper without a compiler."""
+    run = make_run(tmp_path, max_update=2)
+    run.train_model = torch.compile(run.model, backend="eager")
+    with pytest.raises(TypeError):
+        bool(run.train_model)
+    fit(run)
+    assert run.progress.updates == 2
