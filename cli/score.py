@@ -19,9 +19,10 @@ import typer
 
 from rnnkit import scoring
 from rnnkit.errors import RnnkitError
-from rnnkit.hub import Pretrained, load
+from rnnkit.hub import load
+from rnnkit.tasks.inference import ScoreOptions, SplitRequest
 from rnnkit_cli.common import ThreadsOption, UserDirOption, set_threads, setup_plugins
-from rnnkit_cli.generate import raw_buffer, read_batches
+from rnnkit_cli.rawlines import lines_request, read_batches
 
 app = typer.Typer()
 TEXT, RAW = "Text and tagging metrics", "Raw lines (--input)"
@@ -195,9 +196,14 @@ def score(
         raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
     model = load(path, device)
     if input is not None:
-        _score_lines(model, input, batch_size, raw)
+        max_positions = 1024 if raw.max_positions is None else raw.max_positions
+        lines = lines_request(input, max_positions, raw.skip_invalid, batch_size or 64)
+        model.score_lines(read_batches(input, raw.buffer_size), lines, sys.stdout)
         return
-    _score_data(model, data, subset, batch_size, bptt, as_json)
+    if data is None:
+        raise RnnkitError("give a DATA directory (with --subset) or --input FILE|-")
+    split = SplitRequest(data, subset, batch_size)
+    model.score_split(split, ScoreOptions(bptt, as_json), sys.stdout)
 
 
 def _score_text(
@@ -266,48 +272,3 @@ class RawOptions:
         named = {"--buffer-size": self.buffer_size, "--max-positions": self.max_positions}
         named["--skip-invalid-size-inputs"] = self.skip_invalid or None
         return {name: value for name, value in named.items() if value is not None}
-
-
-def _score_lines(model: Pretrained, name: str, batch_size: int | None, raw: RawOptions) -> None:
-    """One JSON result per raw line of ``name`` (``-``: stdin), printed after every
-    ``--buffer-size`` lines, as ``generate`` does (:func:`rnnkit_cli.generate.read_batches`)."""
-    options = {
-        "batch_size": batch_size or 64,
-        "max_positions": 1024 if raw.max_positions is None else raw.max_positions,
-        "skip_invalid": raw.skip_invalid,
-        "source_name": "<stdin>" if name == "-" else name,
-    }
-    for batch in read_batches(name, raw_buffer(name, raw.buffer_size)):
-        results = model.score([text for _, text in batch], first_line=batch[0][0], **options)
-        sys.stdout.writelines(json.dumps(r) + "\n" for r in results)
-        sys.stdout.flush()
-
-
-def _score_data(
-    model: Pretrained,
-    data: Path | None,
-    subset: str,
-    batch_size: int | None,
-    bptt: int | None,
-    as_json: bool,
-) -> None:
-    """Perplexity of a language model on ``data``'s subset; for a tagging or classification
-    model, its task's metrics there."""
-    if data is None:
-        raise RnnkitError("give a DATA directory (with --subset) or --input FILE|-")
-    if model.task_name != "lm":
-        if bptt is not None:
-            raise RnnkitError(f"--bptt applies to language models, not to {model.task_name}")
-        m = model.evaluate(data, subset, batch_size=batch_size)
-        shown = " | ".join(f"{k} {v:.4f}" if k == "loss" else f"{k} {v:.2f}"
-                           for k, v in m.items() if k not in ("ppl", "tokens"))  # fmt: skip
-        print(json.dumps({"subset": subset, **m}) if as_json else f"{subset}: {shown}")
-        return
-    m = model.perplexity(data, subset, batch_size=batch_size, bptt=bptt)
-    if as_json:
-        print(json.dumps({"subset": subset, **m}))
-    else:
-        print(
-            f"{subset}: loss {m['loss']:.4f} nats/token | ppl {m['ppl']:.2f} | "
-            f"bpc {m['bpc']:.4f} | tokens {m['tokens']}"
-        )

@@ -1,4 +1,6 @@
-"""``rnnkit train``: options are generated from ``TrainConfig``; model fields follow ``--arch``.
+"""``rnnkit train``: options are generated from ``TrainConfig`` (one ``--help`` panel per
+section); the model's fields and the task's options are added for the ``--arch`` (or DATA) the
+command line names (:mod:`rnnkit_cli.train_options`).
 
 No ``from __future__ import annotations`` here: the generated signature must hold real
 ``Annotated`` objects for typer to read.
@@ -6,9 +8,8 @@ No ``from __future__ import annotations`` here: the generated signature must hol
 
 import inspect
 import sys
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any
 
 import typer
 
@@ -16,17 +17,26 @@ from rnnkit.config import fields_of, kebab, load_file, parse_overrides, resolve
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task
 from rnnkit.training import distributed
-from rnnkit.training.config import TrainConfig
+from rnnkit.training.config import TrainConfig, train_config_class
 from rnnkit.training.loop import TrainingInterrupted, build_run, fit
 from rnnkit.training.preflight import check_launch
-from rnnkit_cli.common import UserDirOption, setup_plugins
+from rnnkit_cli.common import UserDirOption, dataclass_parameters, set_threads, setup_plugins
 from rnnkit_cli.launch import MAX_RESTARTS, NPROC, launch_workers, report_once
+from rnnkit_cli.train_options import (
+    PLAN,
+    VALUES,
+    OptionPlan,
+    TrainCommand,
+    task_owned_fields,
+    unknown_option,
+)
 
 app = typer.Typer()
 
 EPILOG = (
-    "Any other `--field-name VALUE` sets a field of the architecture's config, e.g. "
-    "`--hidden-size 650 --dropout 0.5`; `rnnkit models ARCH` lists them.\n\n"
+    "With `--arch NAME`, the fields of that architecture's config are options too, e.g. "
+    "`--hidden-size 650 --dropout 0.5`: `rnnkit train --arch NAME --help` lists them, and the "
+    "options of its task (e.g. `--bptt` for lm), which DATA also brings in.\n\n"
     "Example: `rnnkit train data-bin/ptb --arch lstm_lm_zaremba_small --save-dir runs/ptb "
     "--lr 1 --lr-scheduler zaremba --max-epoch 13 --clip-norm 5 --loss-average sequences`\n\n"
     "Several machines: `torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d "
@@ -34,46 +44,10 @@ EPILOG = (
 )
 
 
-def _cli_type(tp: Any) -> Any:
-    """The type typer parses for a config field (Literals and tuples arrive as strings)."""
-    origin = get_origin(tp)
-    if origin is Literal or origin is tuple:
-        return str
-    if origin in (Union, types.UnionType):
-        inner = [a for a in get_args(tp) if a is not type(None)]
-        return _cli_type(inner[0]) | None
-    return tp
-
-
 def _config_parameters() -> list[inspect.Parameter]:
-    """One keyword parameter per TrainConfig field, with help and panel from its metadata."""
-    params = []
-    for name, f in fields_of(TrainConfig).items():
-        tp = _cli_type(f.type)
-        default = f.default
-        if isinstance(default, tuple):
-            default = ",".join(map(str, default))
-        option = typer.Option(
-            f"--{kebab(name)}",
-            help=f.metadata["help"],
-            rich_help_panel=f.metadata["group"],
-            show_default=True,
-        )
-        if tp is bool:
-            option = typer.Option(
-                f"--{kebab(name)}/--no-{kebab(name)}",
-                help=f.metadata["help"],
-                rich_help_panel=f.metadata["group"],
-            )
-        params.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=default,
-                annotation=Annotated[tp, option],
-            )
-        )
-    return params
+    """One keyword parameter per TrainConfig field, in its section's panel; the fields a task
+    owns are hidden until the command line names that task (:mod:`rnnkit_cli.train_options`)."""
+    return dataclass_parameters(TrainConfig, hidden=task_owned_fields())
 
 
 def train(
@@ -101,7 +75,7 @@ def train(
             NPROC,
             help="Train with N worker processes on this machine (DDP through torchrun: one GPU "
             "each, or gloo on CPU).",
-            rich_help_panel="Scale and speed",
+            rich_help_panel="Distributed",
         ),
     ] = 1,
     max_restarts: Annotated[
@@ -111,7 +85,7 @@ def train(
             help="When a worker fails, stop and restart all workers up to N times; each resumes "
             "from SAVE_DIR/checkpoint_last.pt (torch's elastic agent; under plain torchrun give "
             "torchrun --max-restarts).",
-            rich_help_panel="Scale and speed",
+            rich_help_panel="Distributed",
         ),
     ] = 0,
     **options: Any,
@@ -122,20 +96,25 @@ def train(
     if max_restarts < 0:
         raise RnnkitError(f"{MAX_RESTARTS} must be at least 0 (got {max_restarts})")
     setup_plugins(user_dir)
-    train_fields = set(fields_of(TrainConfig))
+    plan: OptionPlan = ctx.meta.get(PLAN) or OptionPlan()
+    added = ctx.meta.get(VALUES, {})
+    model_flags = _model_flags(ctx, plan, added)
+    cfg_class = train_config_class(plan.task.train_options if plan.task else None)
+    train_fields = set(fields_of(cfg_class))
     file_layer = load_file(config) if config else {}
     file_train = {k: v for k, v in file_layer.items() if k.replace("-", "_") in train_fields}
     file_model = {k: v for k, v in file_layer.items() if k.replace("-", "_") not in train_fields}
     # Only options given on the command line override the file; typer fills in the rest.
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
-    cfg = resolve(TrainConfig, file_train, given)
+    given |= {k: v for k, v in added.items() if k not in plan.model_fields}
+    cfg = resolve(cfg_class, file_train, given)
     task = load_task(data)
-    model_flags = parse_overrides(ctx.args)
     # On resume, the options given here (flags and --config) win over the checkpoint's.
     named = {*given, *(k.replace("-", "_") for k in file_train)}
     if nproc_per_node > 1 or max_restarts > 0:  # checked once here, before any worker
         check_launch(cfg, task, arch, [file_model, model_flags], save_dir, named, nproc_per_node)
         launch_workers(nproc_per_node, sys.argv[1:], max_restarts)
+    set_threads(cfg.threads)  # process-wide: the command line's to set, not the library's
     try:
         fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir, given=named))
     except TrainingInterrupted:
@@ -144,6 +123,15 @@ def train(
         distributed.teardown()
         raise
     distributed.teardown()  # after success; a failed worker just exits
+
+
+def _model_flags(ctx: typer.Context, plan: OptionPlan, added: dict[str, Any]) -> dict[str, Any]:
+    """The model fields given on the command line; with a known ``--arch`` every field is an
+    option, so anything left over is unknown (suggested from all options)."""
+    leftovers = parse_overrides(ctx.args)
+    if leftovers and plan.arch is not None:
+        raise unknown_option(next(iter(leftovers)), ctx, plan.arch)
+    return {kebab(k): v for k, v in added.items() if k in plan.model_fields} | leftovers
 
 
 train.__signature__ = inspect.signature(train).replace(  # type: ignore[attr-defined]
@@ -156,6 +144,7 @@ train.__signature__ = inspect.signature(train).replace(  # type: ignore[attr-def
 )
 app.command(
     "train",
+    cls=TrainCommand,
     epilog=EPILOG,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )(report_once(train))

@@ -10,8 +10,12 @@ from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.hub import Pretrained, load
 from rnnkit.models import ARCH_REGISTRY, MODEL_REGISTRY, register_architecture, register_model
-from rnnkit.registry import Registry
+from rnnkit.registry import Registry, load_plugins
 from rnnkit.tasks import TASK_REGISTRY
+from rnnkit.tasks.base import Task
+from rnnkit.tasks.inference.lm import LanguageModel
+from rnnkit.tasks.inference.tagging import Classifier, Tagger
+from rnnkit.tasks.inference.translation import Translator
 from rnnkit.tokenizers import TOKENIZER_REGISTRY, Tokenizer
 
 __version__ = "0.1.0"
@@ -21,6 +25,11 @@ __all__ = [
     "MODEL_REGISTRY",
     "TASK_REGISTRY",
     "TOKENIZER_REGISTRY",
+    "Classifier",
+    "LanguageModel",
+    "Tagger",
+    "Task",
+    "Translator",
     "DatasetWriter",
     "Dictionary",
     "IndexedDataset",
@@ -30,6 +39,7 @@ __all__ = [
     "Tokenizer",
     "__version__",
     "load",
+    "load_plugins",
     "register_architecture",
     "register_model",
 ]

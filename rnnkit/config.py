@@ -23,6 +23,7 @@ C = TypeVar("C")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
+BOOL_WORDS = frozenset(_TRUE | _FALSE)  # what a boolean option's value may be (any case)
 
 
 def opt(default: Any, help: str, *, resumable: bool = False) -> Any:  # noqa: A002 - argparse's

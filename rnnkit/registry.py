@@ -8,6 +8,7 @@ entries by being imported: from the ``rnnkit.plugins`` entry-point group or from
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
@@ -30,6 +31,7 @@ class Entry(Generic[T]):
     name: str
     obj: T
     description: str
+    origin: str = ""  # the module whose import registered it (see _importing_module)
 
 
 def suggest(name: str, choices: list[str]) -> str:
@@ -52,6 +54,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        _REGISTRIES.append(self)
 
     def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
         """Decorator: register ``obj`` as ``name``; the description defaults to its docstring."""
@@ -67,7 +70,7 @@ class Registry(Generic[T]):
         if name in self._entries and self._entries[name].obj is not obj:
             raise RnnkitError(f"{self.kind} {name!r} is registered twice")
         desc = description if description is not None else first_line(getattr(obj, "__doc__", None))
-        self._entries[name] = Entry(name, obj, desc)
+        self._entries[name] = Entry(name, obj, desc, _importing_module())
 
     def get(self, name: str) -> T:
         """The object registered as ``name``; an unknown name lists the valid ones."""
@@ -95,8 +98,60 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
 
+_REGISTRIES: list[Registry] = []  # every registry made, for scoped_registries()
+
+
+def registries() -> list[Registry]:
+    """Every registry made so far (by the modules imported so far), oldest first."""
+    return list(_REGISTRIES)
+
+
 PLUGIN_GROUP = "rnnkit.plugins"
 _loaded_plugins: set[str] = set()
+
+
+def _importing_module() -> str:
+    """The module whose top-level code is running this registration: the innermost frame
+    executing a module body. A plugin's ``register_model`` makes entries whose objects live in
+    rnnkit (an architecture of the model's defaults), but they belong to the plugin."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", "") if frame is not None else ""
+
+
+def _ours(module: str) -> bool:
+    return module.split(".")[0] in ("rnnkit", "rnnkit_cli")
+
+
+@contextlib.contextmanager
+def scoped_registries() -> Iterator[None]:
+    """Forget, at the end of the ``with`` block, what was registered inside it (tests: one test's
+    registrations must not leak into the next). Plugin and ``--user-dir`` modules imported inside
+    are dropped with their entries, so loading them again registers them again. When one of
+    rnnkit's own modules was first imported inside, entries of rnnkit objects stay (the module
+    stays imported and would not register them again)."""
+    saved = [(r, dict(r._entries)) for r in _REGISTRIES]
+    plugins, modules = set(_loaded_plugins), set(sys.modules)
+    try:
+        yield
+    finally:
+        # "ep:package.module:attr" and "dir:/path/to/package" name the packages loaded inside
+        keys = [k.split(":", 2)[1] for k in _loaded_plugins - plugins]
+        packages = {Path(k).name if k.startswith("/") else k.split(".")[0] for k in keys}
+        imported_ours = any(_ours(m) for m in set(sys.modules) - modules)
+        for registry, entries in saved:
+            for name, entry in list(registry._entries.items()):
+                module = entry.origin or getattr(entry.obj, "__module__", None) or ""
+                if name in entries or (imported_ours and _ours(module)):
+                    continue
+                del registry._entries[name]
+                if module not in modules:
+                    packages.add(module)
+        for name in set(sys.modules) - modules:
+            if any(name == p or name.startswith(p + ".") for p in packages) and not _ours(name):
+                del sys.modules[name]
+        _loaded_plugins.intersection_update(plugins)
 
 
 def load_entry_point_plugins() -> list[str]:

@@ -3,11 +3,17 @@
 Library code reports progress, tables and warnings through a :class:`Reporter`; it never prints
 to stdout (that is for results) and never imports a UI toolkit. The default writes plain lines to
 stderr; the command line installs a rich implementation (``rnnkit_cli.reporting``).
+
+The reporter in use is a value: :func:`using_reporter` installs one for a ``with`` block and puts
+the previous one back, so a library call (a training run on a worker that must stay quiet, a
+test) never leaves the process's reporter changed. :func:`set_reporter` is for the command line's
+entry point, which owns the process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -65,6 +71,12 @@ class Reporter:
     def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
         yield Progress(self, description, total)
 
+    def quieted(self) -> Reporter:
+        """A copy of this reporter that shows warnings only (no info, tables or progress)."""
+        other = copy.copy(self)
+        other.quiet = True
+        return other
+
 
 _current = Reporter()
 
@@ -75,6 +87,19 @@ def get_reporter() -> Reporter:
 
 
 def set_reporter(reporter: Reporter) -> None:
-    """Install ``reporter`` for the rest of the process."""
+    """Install ``reporter`` for the rest of the process (the command line's entry point does;
+    library code uses :func:`using_reporter`)."""
     global _current
     _current = reporter
+
+
+@contextlib.contextmanager
+def using_reporter(reporter: Reporter) -> Iterator[Reporter]:
+    """Install ``reporter`` for the ``with`` block; the previous one is back afterwards, also
+    when the block raises."""
+    global _current
+    previous, _current = _current, reporter
+    try:
+        yield reporter
+    finally:
+        _current = previous

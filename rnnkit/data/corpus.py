@@ -1,11 +1,11 @@
-"""Where each task's raw text lives and where its binarized output goes, split into line chunks.
+"""A split's line-parallel raw files and where its binarized output goes, cut into line chunks.
 
-A task reads one or more line-parallel *streams* per split: ``lm`` one text file; ``translation``
-``PREFIX.SRC`` and ``PREFIX.TGT``; ``tagging`` a folder with ``seq.in`` (tokens), ``seq.out`` (one
-tag per token) and optionally ``label`` (one label per line); ``classification`` the same folder's
-``seq.in`` and ``label``. This module names those files and
-the outputs (fairseq's names: ``dict.{lang}.txt``, ``{split}.{src}-{tgt}.{lang}.{bin,idx}``,
-``{split}.{bin,idx}`` for lm), checks that parallel files have as many lines, and cuts a split
+A task reads one or more line-parallel *streams* per split (:class:`Stream`); the task says
+which and where their files are (``Task.streams`` and ``Task.input_files`` in
+:mod:`rnnkit.tasks.base`): the language model one text file, translation ``PREFIX.SRC`` and
+``PREFIX.TGT``, tagging a folder of ``seq.in``, ``seq.out`` and ``label``. This module names the
+outputs (fairseq's names: ``{split}.{stream.output}.{bin,idx}``, ``{split}.{bin,idx}`` for a
+stream without an output name), checks that parallel files have as many lines, and cuts a split
 into line ranges whose byte offsets in every file let workers read them independently.
 See docs/binarized-format.md.
 """
@@ -13,6 +13,7 @@ See docs/binarized-format.md.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,39 +64,8 @@ class Chunk:
     nlines: int
 
 
-TAGGING_FILES = {"in": "seq.in", "tags": "seq.out", "label": "label"}
-
-
-def task_streams(task: str, src: str | None, tgt: str | None, labels: bool) -> tuple[Stream, ...]:
-    """The streams of ``task``; ``labels`` adds the per-line label stream."""
-    if task == "lm":
-        return (Stream("text", "text", "", "dict.txt", True),)
-    if task == "translation":
-        assert src and tgt
-        return tuple(
-            Stream(lang, "text", f"{src}-{tgt}.{lang}", f"dict.{lang}.txt", True)
-            for lang in (src, tgt)
-        )
-    # Tagging appends no </s>: token i and tag i must stay aligned one to one.
-    streams = [Stream("in", "text", "in", "dict.in.txt", False)]
-    if task == "tagging":
-        streams.append(Stream("tags", "tags", "tags", "dict.tags.txt", False))
-    if labels:
-        streams.append(Stream("label", "label", "label", "dict.label.txt", False))
-    return tuple(streams)
-
-
-def input_path(task: str, prefix: str, stream: Stream) -> Path:
-    """The raw file of ``stream`` for a ``--trainpref``-style ``prefix``."""
-    if task == "lm":
-        return Path(prefix)
-    if task == "translation":
-        return Path(f"{prefix}.{stream.name}")
-    return Path(prefix) / TAGGING_FILES[stream.name]
-
-
 def output_prefix(split: str, stream: Stream) -> str:
-    """``train`` (lm), ``train.de-en.de`` (translation) or ``train.tags`` (tagging)."""
+    """``train.{stream.output}`` (``train.de-en.de``, ``train.tags``), or ``train`` without one."""
     return f"{split}.{stream.output}" if stream.output else split
 
 
@@ -104,12 +74,9 @@ def split_names(kind: str, prefixes: list[str]) -> list[str]:
     return [kind if i == 0 else f"{kind}{i}" for i in range(len(prefixes))]
 
 
-def open_split(task: str, name: str, prefix: str, streams: tuple[Stream, ...]) -> Split:
+def open_split(name: str, files: Sequence[Path]) -> Split:
     """Check every file of a split exists and all have one line count; return the :class:`Split`."""
-    if task in ("tagging", "classification") and not Path(prefix).is_dir():
-        files = "seq.in, seq.out (and label)" if task == "tagging" else "seq.in and label"
-        raise RnnkitError(f"{prefix}: expected a folder with {files} for --task {task}")
-    paths = tuple(check_readable(input_path(task, prefix, s)) for s in streams)
+    paths = tuple(check_readable(f) for f in files)
     for p in paths:  # warned of here, once, before worker processes read the files
         check_bom(p)
     counts = [count_lines(p) for p in paths]

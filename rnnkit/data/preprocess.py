@@ -17,20 +17,23 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rnnkit.config import opt, to_dict
 from rnnkit.data.binarize import Job, Runner, StreamStats, binarize_chunk, count_chunk, merge_parts
 from rnnkit.data.corpus import Split, Stream, open_split, output_prefix, plan_chunks, split_names
-from rnnkit.data.corpus import task_streams as _task_streams
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.io import WriteError, apply_umask, atomic_write, writing
 from rnnkit.reporting import get_reporter
+from rnnkit.tasks.base import DEFAULT_TASK
 from rnnkit.tokenizers import TOKENIZER_REGISTRY, SentencePieceTokenizer
+
+if TYPE_CHECKING:
+    from rnnkit.tasks.base import DictionarySpec, Task
 
 MANIFEST = "preprocess.json"
 # sentencepiece's memory grows with the lines it trains on: about 1.45 KiB a line of 54 bytes
@@ -44,9 +47,7 @@ SPM_SAMPLE_LINES = 1_000_000
 class PreprocessConfig:
     """Options of ``rnnkit preprocess`` (the command line spells them ``--kebab-case``)."""
 
-    task: Literal["lm", "translation", "tagging", "classification"] = opt(
-        "lm", "lm, translation, tagging or classification"
-    )
+    task: str = opt(DEFAULT_TASK, "a registered task: lm, translation, tagging, classification, …")
     trainpref: str | None = opt(None, "train prefix (a folder for tagging and classification)")
     validpref: tuple[str, ...] = opt((), "valid prefixes, comma-separated: valid, valid1, …")
     testpref: tuple[str, ...] = opt((), "test prefixes, comma-separated: test, test1, …")
@@ -80,21 +81,17 @@ class PreprocessConfig:
     )
 
 
+def task_class(cfg: PreprocessConfig) -> type[Task]:
+    """The registered task ``cfg.task`` (an unknown name lists the valid ones)."""
+    from rnnkit.tasks import TASK_REGISTRY  # the tasks import the data layer, not the reverse
+
+    return TASK_REGISTRY.get(cfg.task)
+
+
 def check_config(cfg: PreprocessConfig) -> None:
     """Reject option combinations that make no sense, before touching any file."""
-    translation = cfg.task == "translation"
-    if translation and not (cfg.source_lang and cfg.target_lang):
-        raise RnnkitError("--task translation needs -s/--source-lang and -t/--target-lang")
-    if translation and cfg.source_lang == cfg.target_lang:
-        raise RnnkitError(f"source and target language are both {cfg.source_lang!r}")
-    if not translation and (cfg.source_lang or cfg.target_lang):
-        raise RnnkitError("-s/--source-lang and -t/--target-lang are for --task translation")
-    if cfg.joined_dictionary and not translation:
-        raise RnnkitError("--joined-dictionary is for --task translation")
-    if cfg.joined_dictionary and cfg.srcdict and cfg.tgtdict:
-        raise RnnkitError("--joined-dictionary takes --srcdict or --tgtdict, not both")
-    if cfg.tgtdict and cfg.task in ("lm", "classification"):
-        raise RnnkitError(f"--tgtdict is for translation and tagging; {cfg.task} reuses --srcdict")
+    task = task_class(cfg)
+    task.check_preprocess(cfg)
     if not (cfg.trainpref or cfg.validpref or cfg.testpref):
         raise RnnkitError("nothing to do: give --trainpref, --validpref or --testpref")
     if cfg.workers < 1 or cfg.padding_factor < 1 or cfg.spm_vocab_size < 1:
@@ -108,8 +105,10 @@ def check_config(cfg: PreprocessConfig) -> None:
         # An error, not a warning: a silently ignored bound would let a user believe it holds.
         raise RnnkitError("--spm-sample-lines is for --tokenizer sentencepiece")
     if cfg.tokenizer == "sentencepiece":
-        if cfg.task == "tagging":
-            raise RnnkitError("--task tagging needs one tag per token; sentencepiece splits tokens")
+        if any(s.kind == "tags" for s in task.streams(cfg)):
+            raise RnnkitError(
+                f"--task {cfg.task} needs one tag per token; sentencepiece splits tokens"
+            )
         if not cfg.trainpref:
             raise RnnkitError(
                 "--tokenizer sentencepiece trains on the train split: give --trainpref"
@@ -117,12 +116,8 @@ def check_config(cfg: PreprocessConfig) -> None:
 
 
 def task_streams(cfg: PreprocessConfig) -> tuple[Stream, ...]:
-    """The task's streams; tagging has labels when the first split's folder has a ``label``."""
-    first = cfg.trainpref or (cfg.validpref + cfg.testpref)[0]
-    labels = cfg.task == "classification" or (
-        cfg.task == "tagging" and (Path(first) / "label").is_file()
-    )
-    return _task_streams(cfg.task, cfg.source_lang, cfg.target_lang, labels)
+    """The task's line-parallel input streams (``Task.streams``)."""
+    return task_class(cfg).streams(cfg)
 
 
 def open_splits(cfg: PreprocessConfig, streams: tuple[Stream, ...]) -> list[Split]:
@@ -130,7 +125,8 @@ def open_splits(cfg: PreprocessConfig, streams: tuple[Stream, ...]) -> list[Spli
     named = [("train", cfg.trainpref)] if cfg.trainpref else []
     for kind, prefixes in (("valid", cfg.validpref), ("test", cfg.testpref)):
         named += zip(split_names(kind, list(prefixes)), prefixes, strict=True)
-    splits = [open_split(cfg.task, name, prefix, streams) for name, prefix in named]
+    task = task_class(cfg)
+    splits = [open_split(name, task.input_files(prefix, streams)) for name, prefix in named]
     for split in splits:
         if split.is_train and split.nlines == 0:
             raise RnnkitError(f"{split.paths[0]}: the train file is empty")
@@ -170,26 +166,11 @@ def building(destdir: Path, force: bool) -> Iterator[Path]:
         raise
 
 
-def stream_dictionary_options(cfg: PreprocessConfig, streams: tuple[Stream, ...]) -> list[tuple]:
-    """``(reused dict path or None, threshold, nwords)`` for each stream."""
-    if cfg.task == "lm":
-        return [(cfg.srcdict, cfg.threshold, cfg.nwords)]
-    src = (cfg.srcdict, _first(cfg.thresholdsrc, cfg.threshold), _first(cfg.nwordssrc, cfg.nwords))
-    if cfg.task == "translation":
-        tgt = (
-            cfg.tgtdict,
-            _first(cfg.thresholdtgt, cfg.threshold),
-            _first(cfg.nwordstgt, cfg.nwords),
-        )
-        if cfg.joined_dictionary:
-            src = tgt = (cfg.srcdict or cfg.tgtdict, src[1], src[2])
-        return [src, tgt]
-    # Tags and labels keep every symbol, so a tag unseen in train becomes <unk>, never a crash.
-    return [src, (cfg.tgtdict, 0, -1)] + [(None, 0, -1)] * (len(streams) - 2)
-
-
-def _first(value: int | None, default: int) -> int:
-    return default if value is None else value
+def stream_dictionary_options(
+    cfg: PreprocessConfig, streams: tuple[Stream, ...]
+) -> list[DictionarySpec]:
+    """How each stream's dictionary is made (``Task.dictionary_specs``)."""
+    return task_class(cfg).dictionary_specs(cfg, streams)
 
 
 def make_jobs(
@@ -221,36 +202,58 @@ def build_dictionaries(
     train: Split | None,
     tmp: Path,
     runner: Runner,
+    others: Sequence[Split] = (),
 ) -> tuple[Dictionary, ...]:
-    """Reuse ``--srcdict/--tgtdict`` or count the train split; save each ``dict.*.txt``."""
+    """Reuse ``--srcdict/--tgtdict`` or count the train split (and ``others``, the other
+    splits, for a stream whose :class:`~rnnkit.tasks.base.DictionarySpec` says
+    ``every_split``); save each ``dict.*.txt``."""
     options = stream_dictionary_options(cfg, streams)
-    loaded = {path: Dictionary.load(path) for path, _, _ in options if path}
+    loaded = {o.reuse: Dictionary.load(o.reuse) for o in options if o.reuse}
     counters = [Counter() for _ in streams]
-    if any(path is None for path, _, _ in options):
+    if any(o.reuse is None for o in options):
         if train is None:
             raise RnnkitError(
                 "building a dictionary needs --trainpref (or reuse one with --srcdict)"
             )
-        kept = 0
-        for result in runner.map(count_chunk, make_jobs(cfg, train, streams, tmp)):
-            kept += result.kept
-            for total, counter in zip(counters, result.counters, strict=True):
-                total.update(counter)
-        check_train_kept(train, kept)
+        check_train_kept(train, count_split(cfg, train, streams, tmp, runner, counters))
+    if any(o.every_split and o.reuse is None for o in options):
+        for split in others:
+            found = [Counter() for _ in streams]
+            count_split(cfg, split, streams, tmp, runner, found)
+            for o, total, counter in zip(options, counters, found, strict=True):
+                if o.every_split:
+                    total.update(counter)
     if cfg.joined_dictionary:
         counters = [counters[0] + counters[1]] * 2
     dictionaries = []
-    for (path, threshold, nwords), counter in zip(options, counters, strict=True):
-        if path:
-            dictionaries.append(loaded[path])
+    for o, counter in zip(options, counters, strict=True):
+        if o.reuse:
+            dictionaries.append(loaded[o.reuse])
             continue
         d = Dictionary()
         d.update(counter)
-        d.finalize(threshold, nwords, cfg.padding_factor)
+        d.finalize(o.threshold, o.nwords, cfg.padding_factor)
         dictionaries.append(d)
     for s, d in zip(streams, dictionaries, strict=True):
         d.save(tmp / s.dictionary)
     return tuple(dictionaries)
+
+
+def count_split(
+    cfg: PreprocessConfig,
+    split: Split,
+    streams: tuple[Stream, ...],
+    tmp: Path,
+    runner: Runner,
+    counters: list[Counter],
+) -> int:
+    """Add the symbols of every stream of ``split`` to ``counters``; return the kept lines."""
+    kept = 0
+    for result in runner.map(count_chunk, make_jobs(cfg, split, streams, tmp)):
+        kept += result.kept
+        for total, counter in zip(counters, result.counters, strict=True):
+            total.update(counter)
+    return kept
 
 
 def check_train_kept(train: Split, kept: int) -> None:
@@ -327,7 +330,8 @@ def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     with building(Path(cfg.destdir), cfg.force) as tmp, Runner(cfg.workers) as runner:
         if cfg.tokenizer == "sentencepiece":
             train_sentencepiece(cfg, text, text_lines, tmp)
-        dictionaries = build_dictionaries(cfg, streams, train, tmp, runner)
+        others = [s for s in splits if not s.is_train]
+        dictionaries = build_dictionaries(cfg, streams, train, tmp, runner, others)
         manifest: dict[str, Any] = {
             "task": cfg.task,
             "tokenizer": tokenizer_info(cfg, text_lines),

@@ -6,7 +6,9 @@ hypothesis by one target token. All per-hypothesis memory — encoder outputs, s
 recurrent hidden state, the previous attention context, input feeding — lives in one explicit
 state object whose ``reorder(order)`` selects batch rows: search duplicates rows to make beams,
 follows the beam each new hypothesis extends, and drops sentences that are finished. Search knows
-nothing else about the model (no ``isinstance``); :class:`DecodeState` is a ready-made state.
+nothing else about the model (no ``isinstance``). A model's state is a typed dataclass deriving
+:class:`BatchState`, whose ``reorder`` selects the rows of every field; :class:`DecodeState` is an
+untyped, name-keyed state for small decoders (tests, sketches).
 
 Conventions: the first ``step`` receives ``eos`` as the previous token for every row (fairseq's
 start symbol; ``Dictionary.eos_index``, 2), sources are right-padded with ``pad`` and
@@ -16,6 +18,7 @@ output), not logits.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -67,6 +70,28 @@ class IncrementalDecoder(Protocol[StateT]):
 
 
 Value = Tensor | Reorderable | None
+
+BatchT = TypeVar("BatchT", bound="BatchState")
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """Base of typed decoding states: frozen dataclasses whose fields all follow the batch rows.
+
+    A field is a tensor with the batch on dim 0 (e.g. ``input_feed`` (B, H)), anything with its
+    own ``reorder`` (a :class:`~rnnkit.modules.recurrent.RecurrentState`, batch on dim 1, or a
+    nested state), or ``None``. Subclasses only declare fields; :meth:`reorder` and
+    :meth:`replace` work for all of them.
+    """
+
+    def replace(self: BatchT, **updates: object) -> BatchT:
+        """This state with ``updates`` set (other fields shared, not copied)."""
+        return dataclasses.replace(self, **updates)
+
+    def reorder(self: BatchT, order: Tensor) -> BatchT:
+        """Rows ``order`` (B',) of every field: ``index_select`` on dim 0, or its own reorder."""
+        values = {f.name: _reorder(getattr(self, f.name), order) for f in dataclasses.fields(self)}
+        return type(self)(**values)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Beam search and sampling through an :class:`~rnnkit.generation.decoder.IncrementalDecoder`.
 
 As in fairseq, the search *rule* is split from the beam *bookkeeping*. A rule
-(:class:`BeamRule`, :class:`SamplingRule`) turns one step's log-probs of every active hypothesis
-into candidate extensions; :func:`generate` keeps the books: cumulative scores, token / score /
-attention histories, finished hypotheses, and which rows the decoder state keeps (one
-``state.reorder(order)`` per step follows the beams and drops finished sentences). Every step is
-one ``decoder.step`` call on all active sentences × beams; Python loops only over the hypotheses
-that end at that step. Greedy decoding is ``beam=1``.
+(:class:`BeamRule`, :class:`SamplingRule`, in :mod:`rnnkit.generation.rules`) turns one step's
+log-probs of every active hypothesis into candidate extensions; :func:`generate` keeps the books:
+cumulative scores, token / score / attention histories, finished hypotheses, and which rows the
+decoder state keeps (one ``state.reorder(order)`` per step follows the beams and drops finished
+sentences). Every step is one ``decoder.step`` call on all active sentences × beams; Python loops
+only over the hypotheses that end at that step. Greedy decoding is ``beam=1``.
 
 Conventions (fairseq's unless said otherwise):
 
@@ -29,37 +29,53 @@ Conventions (fairseq's unless said otherwise):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from rnnkit.errors import RnnkitError
 from rnnkit.generation.decoder import IncrementalDecoder
-from rnnkit.generation.sampling import filter_logits, make_generator
+from rnnkit.generation.rules import NEG_INF, BeamRule, Candidates, SamplingRule, SearchRule
+from rnnkit.generation.sampling import make_generator
 
-NEG_INF = float("-inf")
+__all__ = [
+    "BeamRule", "Candidates", "Hypothesis", "SamplingRule", "SearchConfig", "SearchRule",
+    "generate", "make_rule", "replace_unk",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Decoding options; the CLI flags are these names with dashes (``--max-len-a``)."""
 
-    beam: int = 5
-    nbest: int = 1
-    max_len_a: float = 0.0
-    max_len_b: int = 200
-    min_len: int = 1
-    lenpen: float = 1.0
-    unkpen: float = 0.0
-    no_repeat_ngram_size: int = 0
-    sampling: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    early_stop: bool = True
+    # ``help`` is the option's help text (``rnnkit generate`` builds its options from these
+    # fields); ``cli: False`` keeps a field off the command line.
+    beam: int = field(default=5, metadata={"help": "Beam width; 1 is greedy."})
+    nbest: int = field(default=1, metadata={"help": "Hypotheses to print per sentence."})
+    max_len_a: float = field(
+        default=0.0, metadata={"help": "Max output length a·src_len + b (tokens)."}
+    )
+    max_len_b: int = field(default=200, metadata={"help": "See --max-len-a."})
+    min_len: int = field(default=1, metadata={"help": "Min output length (tokens, </s> excluded)."})
+    lenpen: float = field(
+        default=1.0, metadata={"help": "Length penalty α: score = log P / len^α."}
+    )
+    unkpen: float = field(default=0.0, metadata={"help": "Subtracted from <unk>'s log-prob."})
+    no_repeat_ngram_size: int = field(
+        default=0, metadata={"help": "Never repeat an n-gram of this size."}
+    )
+    sampling: bool = field(
+        default=False, metadata={"help": "Sample instead of beam search (--beam samples)."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_k: int = field(default=0, metadata={"help": "Sample among the k most likely (0: all)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1: off)."})
+    seed: int | None = field(default=None, metadata={"help": "Sampling seed."})
+    early_stop: bool = field(
+        default=True,
+        metadata={"help": "Finish a sentence once its beam is full (fairseq).", "cli": False},
+    )
 
     def __post_init__(self) -> None:
         rules = [
@@ -85,74 +101,6 @@ class Hypothesis:
     positional_scores: Tensor  # (T + 1,) each step's log-prob, the last one eos's
     attention: Tensor | None  # (T + 1, S) attention of each step (eos's last); None without attn
     alignment: Tensor | None  # (T,) long: hard alignment, argmax source position per token
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A rule's proposals for ``N`` sentences: extend slot ``beams`` by ``tokens``, best first."""
-
-    scores: Tensor  # (N, C) cumulative log P after the extension; -inf = no candidate
-    tokens: Tensor  # (N, C) long
-    beams: Tensor  # (N, C) long, the slot in 0..K-1 each candidate extends
-
-
-class SearchRule(Protocol):
-    """Chooses candidate extensions; knows nothing about histories or finished hypotheses."""
-
-    def start_scores(self, beam: int, device: torch.device) -> Tensor:
-        """Cumulative scores (K,) of a sentence's slots before the first step (-inf: unused)."""
-        ...
-
-    def select(self, lprobs: Tensor, scores: Tensor) -> Candidates:
-        """Candidates from ``lprobs`` (N, K, V) and the slots' cumulative ``scores`` (N, K).
-
-        At least K candidates per sentence, sorted by score; the bookkeeping keeps the first K
-        that do not end in eos.
-        """
-        ...
-
-
-class BeamRule:
-    """Beam search: the best 2K extensions of a sentence over all its K slots × V tokens."""
-
-    def start_scores(self, beam: int, device: torch.device) -> Tensor:
-        # A sentence's slots start identical; only slot 0 is live, or beams would be duplicates.
-        return torch.tensor([0.0] + [NEG_INF] * (beam - 1), device=device)
-
-    def select(self, lprobs: Tensor, scores: Tensor) -> Candidates:
-        n, k, v = lprobs.shape
-        flat = (scores.unsqueeze(-1) + lprobs).view(n, k * v)  # (N, K*V)
-        # 2K: even if K candidates end in eos there are K left to continue with.
-        top, index = flat.topk(min(2 * k, k * v), dim=1)  # (N, C), sorted
-        return Candidates(top, index % v, index.div(v, rounding_mode="floor"))
-
-
-@dataclass(frozen=True)
-class SamplingRule:
-    """Sampling: every slot draws one token from its filtered, tempered distribution.
-
-    All K slots start live, so a sentence gets K independent samples; a slot ends at its eos.
-    """
-
-    temperature: float
-    top_k: int
-    top_p: float
-    generator: torch.Generator
-
-    def start_scores(self, beam: int, device: torch.device) -> Tensor:
-        return torch.zeros(beam, device=device)
-
-    def select(self, lprobs: Tensor, scores: Tensor) -> Candidates:
-        n, k, v = lprobs.shape
-        logits = filter_logits(lprobs.reshape(n * k, v) / self.temperature, self.top_k, self.top_p)
-        empty = torch.isneginf(logits).all(dim=1, keepdim=True)  # (N*K, 1) every token banned
-        probs = logits.masked_fill(empty, 0.0).softmax(dim=1)  # draw anything; scored -inf below
-        tokens = torch.multinomial(probs, 1, generator=self.generator).view(n, k)
-        cand = scores + lprobs.gather(2, tokens.unsqueeze(-1)).squeeze(-1)  # (N, K)
-        cand = cand.masked_fill(empty.view(n, k), NEG_INF)
-        cand, order = cand.sort(dim=1, descending=True)
-        beams = torch.arange(k, device=lprobs.device).expand(n, k)
-        return Candidates(cand, tokens.gather(1, order), beams.gather(1, order))
 
 
 def make_rule(cfg: SearchConfig, device: torch.device) -> SearchRule:

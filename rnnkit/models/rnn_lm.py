@@ -18,7 +18,7 @@ from rnnkit.config import opt
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import register_architecture, register_model
-from rnnkit.modules.cells import CELL
+from rnnkit.modules.cells import make_cell
 from rnnkit.modules.dropout import embedding_dropout, make_dropout
 from rnnkit.modules.recurrent import RecurrentStack, RecurrentState
 
@@ -29,7 +29,7 @@ _DROPOUTS = ("dropout", "dropout_input", "dropout_hidden", "dropout_output", "dr
 class RNNLMConfig:
     """Options of ``rnn_lm`` (each is also ``--kebab-case`` on the command line)."""
 
-    cell: str = opt("lstm", f"recurrent cell: {', '.join(CELL.names())}")
+    cell: str = opt("lstm", "recurrent cell: any registered cell (rnnkit models lists them)")
     embed_dim: int = opt(200, "word embedding size")
     hidden_size: int = opt(200, "hidden units per recurrent layer")
     num_layers: int = opt(2, "number of recurrent layers")
@@ -64,7 +64,7 @@ class RNNLMConfig:
     )
 
     def __post_init__(self) -> None:
-        CELL.get(self.cell)  # an unknown cell raises with the valid names and a suggestion
+        make_cell(self.cell)  # an unknown cell raises with the valid names and a suggestion
         for name in ("embed_dim", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise RnnkitError(f"--{name.replace('_', '-')} must be at least 1")

@@ -1,16 +1,11 @@
 """Encoder–decoder RNNs for translation: ``seq2seq``, ``seq2seq_cho`` and ``attention_seq2seq``.
 
-One model class, four decoder styles picked by the config (all share the recurrent encoder and
-bridge of :mod:`rnnkit.modules.encoder`):
-
-- **plain** (Sutskever et al. 2014): y_{t-1} → RNN → output layer; the encoder's final state
-  starts the decoder (``--bridge copy``), ``--reverse-source`` reverses the source words.
-- **cho** (Cho et al. 2014, ``--feed-context``): the summary c (the encoder's top final state)
-  is fed to every decoder step and to the readout tanh(W[s_t; E y_{t-1}; c]).
-- **bahdanau** (Bahdanau et al. 2015, ``--attention bahdanau``): c_t = attend(s_{t-1}) over the
-  encoder outputs, then s_t = RNN([E y_{t-1}; c_t], s_{t-1}) and the readout as above.
-- **luong** (Luong et al. 2015, ``--attention dot|general|concat``): h_t = RNN(E y_{t-1}
-  [; h̃_{t-1} with ``--input-feeding``]), c_t = attend(h_t), h̃_t = tanh(W_c[c_t; h_t]) → output.
+One model class holds the parts every decoder style shares — the recurrent encoder and bridge
+(:mod:`rnnkit.modules.encoder`), the target embedding and the output layers — and one decoder
+object, the style the config asks for (:mod:`rnnkit.modules.decoders`): plain (Sutskever et al.
+2014, ``--bridge copy``, ``--reverse-source``), Cho (``--feed-context``), Bahdanau (a score that
+queries the previous state, ``--attention bahdanau``) or Luong (a score that queries the current
+state, ``--attention dot|general|concat``, ``--input-feeding``).
 
 ``--copy`` adds a pointer-generator (See et al. 2017): p_gen = σ(w[c_t; h_t; E y_{t-1}]) mixes the
 vocabulary distribution with the attention over source positions. While training, a source word
@@ -18,8 +13,11 @@ the target dictionary lacks is credited to ``<unk>``; while decoding, the output
 extended by the source vocabulary (id ``V + source id``) so such a word can be copied as itself.
 
 ``forward`` runs T target steps and :meth:`Seq2Seq.step` one; both go through the same
-:meth:`Seq2Seq.decode` (the incremental state is a :class:`~rnnkit.generation.decoder.DecodeState`),
-so incremental decoding equals the full pass by construction — and a test checks it.
+:meth:`Seq2Seq.decode` (the incremental state is a typed :class:`Seq2SeqState`), so incremental
+decoding equals the full pass by construction — and tests check it, per style, against plain
+reference loops too. The decoder's modules keep the flat names of the checkpoint format
+(``rnn.*``, ``attention.*``, ``combine.*``, ``readout.*``) in ``state_dict``; see
+:data:`DECODER_PARTS`.
 """
 
 from __future__ import annotations
@@ -34,21 +32,31 @@ from torch import Tensor, nn
 from rnnkit.config import opt
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
-from rnnkit.generation.decoder import DecodeState
+from rnnkit.generation.decoder import BatchState
 from rnnkit.models import register_architecture, register_model
-from rnnkit.modules.attention import ATTENTION, MODES, Attention, AttentionalHidden
-from rnnkit.modules.cells import CELL
+from rnnkit.modules.attention import ATTENTION, MODES
+from rnnkit.modules.cells import CELL, make_cell
+from rnnkit.modules.decoders import (
+    DecoderOut,
+    DecoderSpec,
+    RecurrentDecoder,
+    build_decoder,
+    decoder_problems,
+)
 from rnnkit.modules.encoder import Bridge, EncoderOut, RecurrentEncoder
-from rnnkit.modules.recurrent import RecurrentStack
 
-LUONG = ("dot", "general", "concat")
+# The decoder's modules, saved (and loaded) under these top-level names as before the decoder
+# styles became classes, so every checkpoint keeps one format.
+DECODER_PARTS = ("rnn", "attention", "combine", "readout")
 
 
 @dataclass(frozen=True)
 class Seq2SeqConfig:
     """Options of the encoder–decoder models (fairseq's LSTM names; ``--kebab-case`` flags)."""
 
-    cell: str = opt("lstm", "recurrent cell of encoder and decoder: lstm, gru, rnn_tanh, rnn_relu")
+    cell: str = opt(
+        "lstm", "recurrent cell of encoder and decoder: any registered cell (rnnkit models)"
+    )
     encoder_embed_dim: int = opt(256, "source embedding size")
     encoder_hidden_size: int = opt(256, "encoder hidden units per direction")
     encoder_layers: int = opt(1, "encoder layers")
@@ -56,7 +64,7 @@ class Seq2SeqConfig:
     decoder_embed_dim: int = opt(256, "target embedding size (and the readout size)")
     decoder_hidden_size: int = opt(256, "decoder hidden units")
     decoder_layers: int = opt(1, "decoder layers")
-    attention: str = opt("none", "none, or a score: bahdanau, dot, general, concat")
+    attention: str = opt("none", "none, or a registered attention score (rnnkit models lists them)")
     attention_mode: str = opt("global", "Luong's alignment: global, local-m, local-p")
     attention_window: int = opt(10, "local attention: window half-width D (σ = D/2)")
     input_feeding: bool = opt(False, "feed h̃_{t-1} into the next decoder step (Luong)")
@@ -74,8 +82,7 @@ class Seq2SeqConfig:
     init_range: float = opt(0.1, "init every parameter uniform in ±init-range (0: torch's)")
 
     def __post_init__(self) -> None:
-        if CELL.get(self.cell).fused_mode is None:
-            raise RnnkitError(f"--cell {self.cell}: encoder-decoders need lstm, gru or rnn_*")
+        make_cell(self.cell)  # any registered cell; an unknown one lists the valid names
         for name in ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers",
                      "decoder_embed_dim", "decoder_hidden_size", "decoder_layers"):  # fmt: skip
             if getattr(self, name) < 1:
@@ -85,36 +92,34 @@ class Seq2SeqConfig:
         if self.attention_mode not in MODES:
             raise RnnkitError(f"--attention-mode must be one of {', '.join(MODES)}")
         rules = [
-            (not self.input_feeding or self.attention in LUONG,
-             "--input-feeding needs a Luong attention (dot, general, concat)"),
             (not self.feed_context or self.attention == "none",
              "--feed-context is the attention-free Cho decoder; attention already feeds context"),
             (not self.copy or self.attention != "none", "--copy needs an --attention"),
-            (self.attention_mode == "global" or self.attention in LUONG,
-             "--attention-mode local-m/local-p are Luong's; use dot, general or concat"),
             (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
         ]  # fmt: skip
-        problems = [message for ok, message in rules if not ok]
+        problems = decoder_problems(self.attention, self.input_feeding, self.attention_mode)
+        problems += [message for ok, message in rules if not ok]
         if problems:
             raise RnnkitError("; ".join(problems))
 
-    @property
-    def style(self) -> str:
-        if self.attention in LUONG:
-            return "luong"
-        if self.attention == "bahdanau":
-            return "bahdanau"
-        return "cho" if self.feed_context else "plain"
+
+@dataclass(frozen=True)
+class Seq2SeqState(BatchState):
+    """The incremental decoding state: the decoder style's state and, for a copy model, where
+    each source position lands in the (extended) target vocabulary."""
+
+    decoder: BatchState
+    src_map: Tensor | None = None  # (B, S) long
 
 
 class Seq2Seq(nn.Module):
-    """RNN encoder–decoder (Sutskever / Cho / Bahdanau / Luong styles, optional copy)."""
+    """RNN encoder–decoder: shared encoder, bridge, embedding and output; one decoder style."""
 
     config_class = Seq2SeqConfig
 
     def __init__(self, cfg: Seq2SeqConfig, src_dict: Dictionary, tgt_dict: Dictionary) -> None:
         super().__init__()
-        self.cfg, self.style = cfg, cfg.style
+        self.cfg = cfg
         self.pad, self.unk = tgt_dict.pad_index, tgt_dict.unk_index
         self.vocab_size = len(tgt_dict)
         self.encoder = RecurrentEncoder(
@@ -128,18 +133,17 @@ class Seq2Seq(nn.Module):
                              cfg.decoder_layers, h, has_c)  # fmt: skip
         self.embed = nn.Embedding(self.vocab_size, e, padding_idx=self.pad)
         self.drop = nn.Dropout(cfg.dropout)
-        rnn_in = e + (keys if self.style in ("cho", "bahdanau") else 0)
-        rnn_in += h if cfg.input_feeding else 0
-        self.rnn = RecurrentStack(cfg.cell, rnn_in, h, cfg.decoder_layers, dropout=cfg.dropout,
-                                  residual=cfg.residual)  # fmt: skip
-        self.attention = None
-        if cfg.attention != "none":
-            query = h  # Luong scores the current h_t, Bahdanau the previous s_{t-1}: same size
-            self.attention = Attention(cfg.attention, query, keys, cfg.attention_mode,
-                                       cfg.attention_window, output_size=h)  # fmt: skip
-        self.combine = AttentionalHidden(h, keys, h) if self.style == "luong" else None
-        self.readout = nn.Linear(h + e + keys, e) if self.style in ("cho", "bahdanau") else None
-        feature = e if self.readout is not None else h
+        # Built here, between the embedding and the output, so parameters (and their random
+        # init) come in the order they always had: optimizer states of old runs still fit.
+        spec = DecoderSpec(
+            cell=cfg.cell, embed_dim=e, hidden_size=h, layers=cfg.decoder_layers, key_size=keys,
+            encoder_dirs=enc.dirs, dropout=cfg.dropout, residual=cfg.residual,
+            attention=cfg.attention, attention_mode=cfg.attention_mode,
+            attention_window=cfg.attention_window, input_feeding=cfg.input_feeding,
+            feed_context=cfg.feed_context, copy=cfg.copy,
+        )  # fmt: skip
+        self.decoder: RecurrentDecoder[BatchState] = build_decoder(spec)
+        feature = self.decoder.feature_size
         out_dim = e if cfg.share_decoder_input_output_embed else feature
         self.proj = nn.Linear(feature, out_dim, bias=False) if out_dim != feature else None
         self.out = nn.Linear(out_dim, self.vocab_size)
@@ -149,6 +153,8 @@ class Seq2Seq(nn.Module):
         # Where each source id lands in the target space when copied (see the module docstring).
         src_to_tgt = torch.tensor([tgt_dict.index(src_dict[i]) for i in range(len(src_dict))])
         self.register_buffer("src_to_tgt", src_to_tgt, persistent=False)
+        self.register_state_dict_post_hook(_flat_decoder_keys)
+        self.register_load_state_dict_pre_hook(_nested_decoder_keys)
         self.reset_parameters()
 
     @classmethod
@@ -166,43 +172,26 @@ class Seq2Seq(nn.Module):
             self.embed.weight[self.pad].zero_()
             self.encoder.embed.weight[self.encoder.embed.padding_idx].zero_()
 
-    # --- encoding ---------------------------------------------------------------------------
-    def encode(self, src_tokens: Tensor, src_lengths: Tensor, extend: bool = True) -> DecodeState:
-        """Run the encoder: the initial :class:`DecodeState` for ``src_tokens`` (B, S).
+    def encode(self, src_tokens: Tensor, src_lengths: Tensor, extend: bool = True) -> Seq2SeqState:
+        """Run the encoder: the initial :class:`Seq2SeqState` for ``src_tokens`` (B, S).
 
         ``extend`` (decoding) maps copyable source words the target vocabulary lacks to the
         extended ids ``V + source id``; training credits them to ``<unk>`` instead.
         """
         enc: EncoderOut = self.encoder(src_tokens, src_lengths)
-        b = src_tokens.size(0)
-        values: dict = {
-            "hidden": self.bridge(enc.final),
-            "keys": None,
-            "context": None,
-            "input_feed": None,
-            "src_map": None,
-            "step": torch.zeros(b, dtype=torch.long, device=src_tokens.device),
-        }
-        if self.attention is not None:
-            values["keys"] = self.attention.prepare(enc.outputs, enc.mask)
-        if self.style == "cho":
-            top = enc.final.h[-self.encoder.dirs :]  # (dirs, B, H_e)
-            values["context"] = top.permute(1, 0, 2).reshape(b, -1)  # (B, dirs*H_e)
-        if self.cfg.input_feeding:
-            values["input_feed"] = enc.outputs.new_zeros(b, self.cfg.decoder_hidden_size)
-        if self.p_gen is not None:
-            mapped = self.src_to_tgt[src_tokens]  # (B, S)
-            if extend:
-                missing = (mapped == self.unk) & (src_tokens != self.encoder.embed.padding_idx)
-                missing &= src_tokens != self.unk
-                mapped = torch.where(missing, self.vocab_size + src_tokens, mapped)
-            values["src_map"] = mapped.masked_fill(~enc.mask, self.pad)
-        return DecodeState(values)
+        state = self.decoder.start(enc, self.bridge(enc.final))
+        if self.p_gen is None:
+            return Seq2SeqState(state)
+        mapped = self.src_to_tgt[src_tokens]  # (B, S)
+        if extend:
+            missing = (mapped == self.unk) & (src_tokens != self.encoder.embed.padding_idx)
+            missing &= src_tokens != self.unk
+            mapped = torch.where(missing, self.vocab_size + src_tokens, mapped)
+        return Seq2SeqState(state, mapped.masked_fill(~enc.mask, self.pad))
 
-    # --- decoding ---------------------------------------------------------------------------
     def decode(
-        self, prev_tokens: Tensor, state: DecodeState, normalize: bool = True
-    ) -> tuple[Tensor, DecodeState, Tensor | None]:
+        self, prev_tokens: Tensor, state: Seq2SeqState, normalize: bool = True
+    ) -> tuple[Tensor, Seq2SeqState, Tensor | None]:
         """T target steps from ``state``: ``prev_tokens`` (B, T) → log-probs (B, T, V'),
         the state after step T, and attention (B, T, S) (None without attention).
 
@@ -213,77 +202,23 @@ class Seq2Seq(nn.Module):
         """
         tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, self.unk)
         emb = self.drop(self.embed(tokens))  # (B, T, E)
-        if self.style == "plain":
-            feats, hidden = self.rnn(emb, state["hidden"])
-            out = self._output(feats, None, None, emb, state, normalize)
-            return out, state.replace(hidden=hidden), None
-        if self.style == "cho":
-            ctx = state["context"].unsqueeze(1).expand(-1, emb.size(1), -1)  # (B, T, K)
-            h, hidden = self.rnn(torch.cat([emb, ctx], dim=-1), state["hidden"])
-            feats = torch.tanh(self.readout(torch.cat([h, emb, ctx], dim=-1)))
-            out = self._output(feats, None, None, emb, state, normalize)
-            return out, state.replace(hidden=hidden), None
-        return self._attend_steps(emb, state, normalize)
-
-    def _attend_steps(
-        self, emb: Tensor, state: DecodeState, normalize: bool
-    ) -> tuple[Tensor, DecodeState, Tensor]:
-        """The attention styles. Without feedback into the recurrence (Luong, no input feeding)
-        the RNN runs over all T steps in one call and only attention loops; otherwise each step
-        needs the last one's context (Bahdanau) or h̃ (input feeding)."""
-        assert self.attention is not None
-        keys, step0 = state["keys"], int(state["step"][0]) if emb.size(0) else 0
-        hidden, feed = state["hidden"], state["input_feed"]
-        luong_parallel = self.style == "luong" and feed is None
-        if luong_parallel:
-            outs, hidden = self.rnn(emb, hidden)  # (B, T, H)
-        feats, ctxs, queries, weights = [], [], [], []
-        for t in range(emb.size(1)):
-            x = emb[:, t : t + 1]  # (B, 1, E)
-            if self.style == "bahdanau":
-                ctx, w = self.attention(hidden.h[-1], keys, step0 + t)  # query s_{t-1}
-                h_t, hidden = self.rnn(torch.cat([x, ctx.unsqueeze(1)], dim=-1), hidden)
-                h_t = h_t.squeeze(1)
-                feat = torch.tanh(self.readout(torch.cat([h_t, x.squeeze(1), ctx], dim=-1)))
-            else:
-                if luong_parallel:
-                    h_t = outs[:, t]
-                else:
-                    h_t, hidden = self.rnn(torch.cat([x, feed.unsqueeze(1)], dim=-1), hidden)
-                    h_t = h_t.squeeze(1)
-                ctx, w = self.attention(h_t, keys, step0 + t)  # query h_t
-                feat = self.combine(h_t, ctx)
-                feed = feat if feed is not None else None
-            feats.append(feat)
-            weights.append(w)
-            if self.p_gen is not None:  # only the pointer needs c_t and h_t afterwards
-                ctxs.append(ctx)
-                queries.append(h_t)
-        attn = torch.stack(weights, dim=1)  # (B, T, S)
-        copy = (torch.stack(ctxs, dim=1), torch.stack(queries, dim=1)) if ctxs else None
-        log_probs = self._output(torch.stack(feats, dim=1), attn, copy, emb, state, normalize)
-        new = state.replace(hidden=hidden, input_feed=feed, step=state["step"] + emb.size(1))
-        return log_probs, new, attn
+        out, dec_state = self.decoder(emb, state.decoder)
+        scores = self._output(out, emb, state.src_map, normalize)
+        return scores, state.replace(decoder=dec_state), out.attention
 
     def _output(
-        self,
-        feats: Tensor,
-        attn: Tensor | None,
-        copy: tuple[Tensor, Tensor] | None,
-        emb: Tensor,
-        state: DecodeState,
-        normalize: bool = True,
+        self, out: DecoderOut, emb: Tensor, src_map: Tensor | None, normalize: bool = True
     ) -> Tensor:
         """Features (B, T, F) → log-probs (B, T, V'), mixed with the copy distribution if any."""
-        x = self.drop(feats)
+        x = self.drop(out.features)
         if self.proj is not None:
             x = self.proj(x)
         logits = self.out(x)  # (B, T, V)
-        if self.p_gen is None or attn is None or copy is None:
+        attn = out.attention
+        if self.p_gen is None or attn is None or out.context is None or src_map is None:
             return F.log_softmax(logits, dim=-1) if normalize else logits
-        ctx, h = copy
-        p_gen = torch.sigmoid(self.p_gen(torch.cat([ctx, h, emb], dim=-1)))  # (B, T, 1)
-        src_map: Tensor = state["src_map"]  # (B, S)
+        features = torch.cat([out.context, out.query, emb], dim=-1)
+        p_gen = torch.sigmoid(self.p_gen(features))  # (B, T, 1)
         size = max(self.vocab_size, int(src_map.max()) + 1) if src_map.numel() else self.vocab_size
         if size > self.vocab_size:
             size = self.vocab_size + len(self.src_to_tgt)  # a fixed width for beam bookkeeping
@@ -303,11 +238,29 @@ class Seq2Seq(nn.Module):
         return scores, attn
 
     def step(
-        self, prev_tokens: Tensor, state: DecodeState
-    ) -> tuple[Tensor, DecodeState, Tensor | None]:
+        self, prev_tokens: Tensor, state: Seq2SeqState
+    ) -> tuple[Tensor, Seq2SeqState, Tensor | None]:
         """One step for every row (the :class:`IncrementalDecoder` contract): (B,) → (B, V')."""
         log_probs, state, attn = self.decode(prev_tokens.unsqueeze(1), state)
         return log_probs.squeeze(1), state, None if attn is None else attn.squeeze(1)
+
+
+def _flat_decoder_keys(module: nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
+    """State-dict post-hook: ``decoder.rnn.*`` → ``rnn.*`` (the format's names), order kept."""
+    nested = tuple(f"{prefix}decoder.{part}." for part in DECODER_PARTS)
+    items = list(state.items())
+    state.clear()
+    for key, value in items:
+        if key.startswith(nested):
+            key = prefix + key[len(prefix) + len("decoder.") :]
+        state[key] = value
+
+
+def _nested_decoder_keys(module: nn.Module, state: dict, prefix: str, *_: object) -> None:
+    """Load pre-hook: ``rnn.*`` → ``decoder.rnn.*``, the modules' paths since decoder styles."""
+    flat = tuple(f"{prefix}{part}." for part in DECODER_PARTS)
+    for key in [k for k in state if k.startswith(flat)]:
+        state[prefix + "decoder." + key[len(prefix) :]] = state.pop(key)
 
 
 def _help(name: str) -> str:

@@ -1,30 +1,36 @@
 """Sequence labelling and sentence classification: ``rnn_tagger``, ``rnn_classifier``, presets.
 
 Both read a sentence with one :class:`SentenceEncoder`: embedding → dropout → a uni- or
-bidirectional recurrent stack run on a *packed* batch, so the backward direction of a short
-sentence starts at its own last token, never at the padding after it, and a sentence's outputs
-are the same alone or in a padded batch. ``rnn_tagger`` scores one tag per token (a bidirectional
-LSTM tagger, Graves 2012; Huang et al. 2015 without the CRF) and, with ``--label-head``, a
-sentence label from pooled encoder states, trained jointly (Liu & Lane 2016's joint slot filling
-and intent detection). ``rnn_classifier`` is the label head alone, with last/mean/max/attention
-pooling (Lin et al. 2017 for the attention).
+bidirectional :class:`~rnnkit.modules.recurrent.RecurrentStack` of any registered cell run on a
+*packed* batch, so the backward direction of a short sentence starts at its own last token,
+never at the padding after it, and a sentence's outputs are the same alone or in a padded batch.
+``rnn_tagger`` scores one tag per token (a bidirectional
+LSTM tagger, Graves 2012; with ``--crf true`` a linear-chain CRF over the tag scores, Huang et al.
+2015) and, with ``--label-head``, a sentence label from pooled encoder states, trained jointly
+(Liu & Lane 2016's joint slot filling and intent detection). Rare and unseen words: character
+features of each word concatenated to its embedding (``--char-features cnn|lstm``, Lample et al.
+2016) and word dropout to ``<unk>`` in training (``--word-dropout-alpha``, Kiperwasser & Goldberg
+2016, or a fixed ``--word-dropout`` rate). ``rnn_classifier`` is the label head alone, with
+last/mean/max/attention pooling (Lin et al. 2017 for the attention).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.config import opt
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import register_architecture, register_model
-from rnnkit.modules.cells import CELL
-from rnnkit.modules.recurrent import run_fused
+from rnnkit.modules.cells import make_cell
+from rnnkit.modules.charfeatures import CharConfig, CharFeatures
+from rnnkit.modules.crf import CRF
+from rnnkit.modules.recurrent import RecurrentStack, move_layer_keys
+from rnnkit.modules.word_dropout import WordDropout
 
 Pooling = Literal["last", "mean", "max", "attention"]
 
@@ -33,7 +39,7 @@ Pooling = Literal["last", "mean", "max", "attention"]
 class EncoderConfig:
     """Options of the sentence encoder shared by ``rnn_tagger`` and ``rnn_classifier``."""
 
-    cell: str = opt("lstm", "recurrent cell with a fused kernel: lstm, gru, rnn_tanh, rnn_relu")
+    cell: str = opt("lstm", "recurrent cell: any registered cell (rnnkit models lists them)")
     embed_dim: int = opt(100, "word embedding size")
     hidden_size: int = opt(100, "hidden units per direction and layer")
     num_layers: int = opt(1, "number of recurrent layers")
@@ -43,8 +49,7 @@ class EncoderConfig:
     )
 
     def __post_init__(self) -> None:
-        if CELL.get(self.cell).fused_mode is None:  # also: an unknown cell lists the valid ones
-            raise RnnkitError(f"--cell {self.cell}: packed sequences need a fused cell")
+        make_cell(self.cell)  # an unknown cell raises with the valid names and a suggestion
         for name in ("embed_dim", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise RnnkitError(f"--{name.replace('_', '-')} must be at least 1")
@@ -53,7 +58,7 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
-class TaggerConfig(EncoderConfig):
+class TaggerConfig(CharConfig, EncoderConfig):
     """Options of ``rnn_tagger`` (each is also ``--kebab-case`` on the command line)."""
 
     label_head: bool = opt(False, "also predict a sentence label (intent), trained jointly")
@@ -61,11 +66,31 @@ class TaggerConfig(EncoderConfig):
     label_weight: float = opt(
         1.0, "label head: weight of the label loss against the tag loss", resumable=True
     )
+    crf: bool = opt(
+        False,
+        "linear-chain CRF over the tags: NLL loss, Viterbi decoding under BIO rules "
+        "(--label-smoothing then applies to the label head only)",
+    )
+    crf_bio_train: bool = opt(False, "crf: apply the BIO rules in training too, not only decoding")
+    word_dropout_alpha: float = opt(
+        0.0, "replace a training word w by <unk> with prob. alpha/(alpha+count(w)); 0: off",
+        resumable=True,
+    )  # fmt: skip
+    word_dropout: float = opt(
+        0.0, "replace training words by <unk> at this fixed rate (if alpha is 0)", resumable=True
+    )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        EncoderConfig.__post_init__(self)  # neither base chains on to the other
+        CharConfig.__post_init__(self)
         if self.label_weight < 0:
             raise RnnkitError("--label-weight must be >= 0")
+        if self.crf_bio_train and not self.crf:
+            raise RnnkitError("--crf-bio-train needs --crf true")
+        if self.word_dropout_alpha < 0:
+            raise RnnkitError("--word-dropout-alpha must be >= 0")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise RnnkitError("--word-dropout must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -76,31 +101,42 @@ class ClassifierConfig(EncoderConfig):
 
 
 class SentenceEncoder(nn.Module):
-    """Embedding, dropout and a fused recurrent stack over packed, padded sentences."""
+    """Embedding, dropout and a recurrent stack of any cell over packed, padded sentences."""
 
-    def __init__(self, cfg: EncoderConfig, vocab_size: int, padding_idx: int) -> None:
+    def __init__(
+        self, cfg: EncoderConfig, vocab_size: int, padding_idx: int, extra_dim: int = 0
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=padding_idx)
         self.drop = nn.Dropout(cfg.dropout)
-        self.rnn = CELL.get(cfg.cell).fused(
-            cfg.embed_dim, cfg.hidden_size, cfg.num_layers, cfg.bidirectional, cfg.dropout
-        )
+        self.rnn = RecurrentStack(
+            cfg.cell, cfg.embed_dim + extra_dim, cfg.hidden_size, cfg.num_layers,
+            bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+        )  # fmt: skip
         self.dirs = 2 if cfg.bidirectional else 1
         self.output_size = cfg.hidden_size * self.dirs
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def upgrade_state_dict_named(state_dict: dict[str, Any], prefix: str) -> None:
+        """Checkpoints before issue 12 held the torch module itself as ``rnn``: rename its
+        weights to the stack's (checkpoint loading)."""
+        move_layer_keys(state_dict, f"{prefix}rnn.", f"{prefix}rnn.rnn.")
+
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, extra: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``tokens`` (B, T) and ``lengths`` (B,) → outputs (B, T, D), zero past each length,
         and each sentence's final state (B, D): the last layer's last step in every direction.
+        ``extra`` (B, T, F) features (characters) are concatenated to the word embeddings.
 
         An empty sentence (length 0) is read as one padding token, so it still gets a label.
         """
-        x = self.drop(self.embed(tokens))  # (B, T, E)
-        packed = pack_padded_sequence(
-            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, hx = run_fused(self.rnn, packed)  # fp32 where bf16 autocast cannot run it
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.size(1))
-        h = hx[0] if isinstance(hx, tuple) else hx  # (L*dirs, B, H), in the batch's order
+        x = self.embed(tokens)  # (B, T, E)
+        if extra is not None:
+            x = torch.cat([x, extra.to(x.dtype)], dim=-1)  # (B, T, E + F)
+        x = self.drop(x)
+        out, state = self.rnn(x, None, lengths.clamp(min=1))
+        h = state.h  # (L*dirs, B, H), in the batch's order
         final = h[-self.dirs :].transpose(0, 1).reshape(tokens.size(0), -1)  # (B, dirs*H)
         return self.drop(out), final
 
@@ -135,18 +171,24 @@ class SentencePooling(nn.Module):
 
 @register_model("rnn_tagger", task="tagging")
 class RNNTagger(nn.Module):
-    """Recurrent sequence tagger (one tag per token), optionally with a sentence-label head."""
+    """Recurrent sequence tagger (one tag per token), optionally with a sentence-label head, a
+    CRF over the tags, character features and word dropout (each ``None`` when off)."""
 
     config_class = TaggerConfig
 
     def __init__(self, cfg: TaggerConfig, vocab_size: int, padding_idx: int, ntags: int,
-                 nlabels: int = 0) -> None:  # fmt: skip
+                 nlabels: int = 0, *, crf: CRF | None = None, chars: CharFeatures | None = None,
+                 word_drop: WordDropout | None = None) -> None:  # fmt: skip
         super().__init__()
         self.cfg = cfg
-        self.encoder = SentenceEncoder(cfg, vocab_size, padding_idx)
+        extra = chars.output_size if chars is not None else 0
+        self.encoder = SentenceEncoder(cfg, vocab_size, padding_idx, extra)
         self.tag_out = nn.Linear(self.encoder.output_size, ntags)
         self.pool = SentencePooling(cfg.pooling, self.encoder.output_size) if nlabels else None
         self.label_out = nn.Linear(self.encoder.output_size, nlabels) if nlabels else None
+        # Registered after the encoder and heads, so that with every option off the model
+        # draws its initial weights exactly as before these options existed.
+        self.crf, self.char_features, self.word_drop = crf, chars, word_drop
 
     @classmethod
     def build(
@@ -162,16 +204,46 @@ class RNNTagger(nn.Module):
                 "--label-head needs labels: preprocess a folder that has a `label` file"
             )
         nlabels = len(labels) if cfg.label_head and labels is not None else 0
-        return cls(cfg, len(dictionary), dictionary.pad_index, len(tags), nlabels)
+        crf = (
+            CRF.from_dictionary(tags, bio=True, constrain_training=cfg.crf_bio_train)
+            if cfg.crf
+            else None
+        )
+        chars = CharFeatures.build(cfg, dictionary) if cfg.char_features != "none" else None
+        word_drop = None
+        if cfg.word_dropout_alpha > 0 or cfg.word_dropout > 0:
+            word_drop = WordDropout.from_dictionary(
+                dictionary, alpha=cfg.word_dropout_alpha, rate=cfg.word_dropout
+            )
+        return cls(cfg, len(dictionary), dictionary.pad_index, len(tags), nlabels,
+                   crf=crf, chars=chars, word_drop=word_drop)  # fmt: skip
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``tokens`` (B, T), ``lengths`` (B,) → tag logits (B, T, K) and label logits (B, C),
-        or ``None`` without a label head."""
-        out, final = self.encoder(tokens, lengths)  # (B, T, D), (B, D)
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``tokens`` (B, T), ``lengths`` (B,) → tag scores (B, T, K) (logits, or the CRF's
+        emissions) and label logits (B, C), or ``None`` without a label head. ``chars``
+        (B, T', W): the raw tokens' characters (inference on raw text), else with character
+        features each word id's spelling is used."""
+        extra = None
+        if self.char_features is not None:
+            # characters of the original words, so a word dropped to <unk> is still read
+            extra = self.char_features(tokens, _fit_steps(chars, tokens.size(1)))
+        words = self.word_drop(tokens) if self.word_drop is not None else tokens
+        out, final = self.encoder(words, lengths, extra)  # (B, T, D), (B, D)
         tag_logits = self.tag_out(out)
         if self.pool is None or self.label_out is None:
             return tag_logits, None
         return tag_logits, self.label_out(self.pool(out, final, lengths))
+
+
+def _fit_steps(chars: Tensor | None, steps: int) -> Tensor | None:
+    """Character ids (B, T', W) cut or padded (no characters) to ``steps`` tokens."""
+    if chars is None or chars.size(1) == steps:
+        return chars
+    if chars.size(1) > steps:
+        return chars[:, :steps]
+    return torch.nn.functional.pad(chars, (0, 0, 0, steps - chars.size(1)))
 
 
 @register_model("rnn_classifier", task="classification")

@@ -7,13 +7,16 @@ additive ``bahdanau`` — each a small module that projects the keys once per se
 Luong's alignment modes (``global``, ``local-m``, ``local-p``) and padding masks; it returns a
 context vector and the alignment weights. :class:`AttentionalHidden` is Luong's attentional vector
 h̃_t = tanh(W_c[c_t; h_t]), which the decoder uses for its output layer and, with input feeding,
-feeds into the next step. Which decoder state is the query is the decoder's business: a Bahdanau
-decoder passes its previous state s_{t-1}, a Luong decoder its current top-layer state h_t.
+feeds into the next step. A score declares which decoder state it queries (:data:`QUERIES`):
+``current``, the top-layer h_t after this step's recurrence (Luong), or ``previous``, the state
+s_{t-1} before it (Bahdanau); :func:`score_query` reads that declaration, and the decoder built
+for a score follows it (:mod:`rnnkit.modules.decoders`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -24,8 +27,20 @@ from rnnkit.registry import Registry
 MODES = ("global", "local-m", "local-p")
 
 
+QUERIES = {
+    "current": "the decoder's top-layer state h_t after this step's recurrence (Luong)",
+    "previous": "the decoder's top-layer state s_{t-1} before this step's recurrence (Bahdanau)",
+}
+
+
 class Score(nn.Module):
-    """A score function: ``prepare`` projects the keys once, ``forward`` scores one query."""
+    """A score function: ``prepare`` projects the keys once, ``forward`` scores one query.
+
+    ``query`` (a key of :data:`QUERIES`) says which decoder state the score is meant for; a
+    registered score inherits ``current`` unless it sets its own.
+    """
+
+    query: ClassVar[str] = "current"
 
     def __init__(self, query_size: int, key_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -41,6 +56,22 @@ class Score(nn.Module):
 
 
 ATTENTION: Registry[type[Score]] = Registry("attention")
+
+
+def score_query(name: str) -> str:
+    """Which decoder state the registered score ``name`` queries: a key of :data:`QUERIES`."""
+    query = getattr(ATTENTION.get(name), "query", None)  # a plugin may not derive from Score
+    if query not in QUERIES:
+        raise RnnkitError(
+            f"attention score {name!r} declares query {query!r}; "
+            f"a score's class attribute `query` must be one of {', '.join(QUERIES)}"
+        )
+    return query
+
+
+def scores_querying(query: str) -> list[str]:
+    """The registered scores that declare ``query``, sorted."""
+    return [e.name for e in ATTENTION if getattr(e.obj, "query", None) == query]
 
 
 @ATTENTION.register("dot")
@@ -102,6 +133,8 @@ class BahdanauScore(ConcatScore):
     its previous state s_{t-1} and feeds the context into its recurrence — so it is the decoder,
     not this class, that makes the two models different.
     """
+
+    query: ClassVar[str] = "previous"
 
 
 @dataclass

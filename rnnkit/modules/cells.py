@@ -1,12 +1,17 @@
-"""Recurrent cells as registered building blocks: textbook single-step equations + fused kernels.
+"""Recurrent cells as registered building blocks: each declares its parameters and one step.
 
-Each entry of :data:`CELL` is a :class:`Cell`: its reference step (the equations as printed, one
-time step, readable) and, where PyTorch has one, the fused kernel that computes the same thing
-(``nn.LSTM``/``nn.GRU``/``nn.RNN``: cuDNN on GPU, oneDNN on CPU). :class:`ReferenceRNN` runs a
-stack of reference steps with the *same parameter names and layouts* as torch's modules
-(``weight_ih_l{k}[_reverse]``, gate order i,f,g,o for LSTM and r,z,n for GRU), so one state dict
-loads in both and the tests can check the reference against the kernel. The reference path also
-carries what a fused kernel cannot: the Jordan cell, layer-normalized gates and DropConnect.
+A cell is a subclass of :class:`Cell` registered in :data:`CELL` (``@CELL.register("name")`` on
+the class). It declares the parameters of one layer and direction (:meth:`Cell.parameters`:
+name → shape and initializer), the part of the step without recurrence that runs over all time
+steps at once (:meth:`Cell.project`, by default ``W_ih x + b_ih``), and the step itself
+(:meth:`Cell.step`). :class:`~rnnkit.modules.recurrent.RecurrentStack` builds layers of any
+cell from these, so every registered cell works in every model. A cell whose equations match a
+torch kernel names it in ``fused_mode`` (``nn.LSTM``/``nn.GRU``/``nn.RNN``: cuDNN on GPU, oneDNN
+on CPU) and then declares torch's parameter names and layouts (``weight_ih``, ``weight_hh``,
+``bias_ih``, ``bias_hh``; gate order i,f,g,o for LSTM and r,z,n for GRU), so one state dict loads
+in both paths and the tests can check the reference steps against the kernel. The reference path
+also carries what a fused kernel cannot: the Jordan cell, layer-normalized gates (a cell lists
+its LayerNorms in :meth:`Cell.norms`) and DropConnect (on the weights in ``recurrent_weights``).
 
 Elman vs Jordan. An Elman (1990) network copies its *hidden layer* into the context units:
 h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh). A Jordan (1986) network copies its *output*
@@ -18,108 +23,108 @@ y, not h — the contrast the seed material draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.modules.dropout import drop_weight
+from rnnkit.errors import RnnkitError
 from rnnkit.registry import Registry
 
-
-@dataclass(frozen=True)
-class StepWeights:
-    """The recurrent weights one step needs, for one layer and direction."""
-
-    w_hh: Tensor  # (G*H, H), DropConnect already applied
-    b_hh: Tensor  # (G*H,)
-    ln_hh: nn.Module | None = None  # LayerNorm on the G*H hidden-to-hidden pre-activations
-    ln_c: nn.Module | None = None  # LSTM only: LayerNorm on the cell before its tanh
-    w_hy: Tensor | None = None  # Jordan only: output projection (H, H)
-    b_hy: Tensor | None = None  # Jordan only: (H,)
-
-
-# step(gi (B, G*H) = W_ih x_t + b_ih, h (B, H), c (B, H) | None, weights) -> (h_t, c_t | None)
-Step = Callable[[Tensor, Tensor, Tensor | None, StepWeights], tuple[Tensor, Tensor | None]]
-
-
-def _hidden_pre(h: Tensor, w: StepWeights) -> Tensor:
-    """W_hh h + b_hh (B, G*H), layer-normalized when the cell has LayerNorm."""
-    gh = F.linear(h, w.w_hh, w.b_hh)
-    return gh if w.ln_hh is None else w.ln_hh(gh)
-
-
-def elman_step(
-    gi: Tensor, h: Tensor, c: Tensor | None, w: StepWeights, act: Callable[[Tensor], Tensor]
-) -> tuple[Tensor, None]:
-    """Elman: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
-    return act(gi + _hidden_pre(h, w)), None
-
-
-def jordan_step(
-    gi: Tensor, y: Tensor, c: Tensor | None, w: StepWeights, act: Callable[[Tensor], Tensor]
-) -> tuple[Tensor, None]:
-    """Jordan: h_t = act(W_ih x_t + b_ih + W_hh y_{t-1} + b_hh); y_t = act(W_hy h_t + b_hy).
-
-    The carried state is the previous *output* y_{t-1}; h_t itself is not kept between steps.
-    """
-    assert w.w_hy is not None
-    h = act(gi + _hidden_pre(y, w))  # (B, H)
-    return act(F.linear(h, w.w_hy, w.b_hy)), None
-
-
-def lstm_step(gi: Tensor, h: Tensor, c: Tensor | None, w: StepWeights) -> tuple[Tensor, Tensor]:
-    """LSTM: [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
-    c_t = σ(f) c_{t-1} + σ(i) tanh(g); h_t = σ(o) tanh(c_t)."""
-    assert c is not None
-    i, f, g, o = (gi + _hidden_pre(h, w)).chunk(4, dim=1)  # each (B, H)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c if w.ln_c is None else w.ln_c(c))
-    return h, c
-
-
-def gru_step(gi: Tensor, h: Tensor, c: Tensor | None, w: StepWeights) -> tuple[Tensor, None]:
-    """GRU as torch defines it: r = σ(W_ir x + b_ir + W_hr h + b_hr), z likewise,
-    n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h_t = (1 - z) n + z h_{t-1}."""
-    i_r, i_z, i_n = gi.chunk(3, dim=1)  # each (B, H)
-    h_r, h_z, h_n = _hidden_pre(h, w).chunk(3, dim=1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return (1 - z) * n + z * h, None
+Init = Callable[[Tensor], object]  # fills a parameter in place
 
 
 @dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of one layer and direction: its shape and in-place initializer."""
+
+    shape: tuple[int, ...]
+    init: Init
+
+
+def uniform_init(hidden_size: int) -> Init:
+    """torch's RNN init: uniform in ±1/√H."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    return partial(nn.init.uniform_, a=-bound, b=bound)
+
+
+def torch_layout(input_size: int, hidden_size: int, gates: int) -> dict[str, ParamSpec]:
+    """torch's recurrent parameters for ``gates`` gates, in its order: W_ih, W_hh, b_ih, b_hh."""
+    gh, init = gates * hidden_size, uniform_init(hidden_size)
+    return {
+        "weight_ih": ParamSpec((gh, input_size), init),
+        "weight_hh": ParamSpec((gh, hidden_size), init),
+        "bias_ih": ParamSpec((gh,), init),
+        "bias_hh": ParamSpec((gh,), init),
+    }
+
+
+class CellWeights:
+    """One layer and direction's weights for one call: tensors (DropConnect already applied to
+    the cell's ``recurrent_weights``) and the LayerNorms of a layer-normalized stack."""
+
+    def __init__(self, tensors: Mapping[str, Tensor], norms: Mapping[str, nn.Module]) -> None:
+        self.tensors, self.norms = tensors, norms
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def norm(self, name: str, x: Tensor) -> Tensor:
+        """``x`` through the LayerNorm ``name``, or unchanged when the stack has none."""
+        module = self.norms.get(name)
+        return x if module is None else module(x)
+
+
 class Cell:
-    """A registered cell: its reference step, gate count and (optional) fused torch kernel."""
+    """Base class of a recurrent cell: parameters, input projection, one step, fused kernel.
 
-    step: Step
-    gates: int  # rows of W_ih per hidden unit: 1 (Elman/Jordan), 4 (LSTM), 3 (GRU)
-    fused_mode: str | None  # torch's RNN mode ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"); None: none
-    has_cell_state: bool = False  # LSTM's c
-    feeds_back_output: bool = False  # Jordan: has W_hy and carries y instead of h
+    Subclasses override :meth:`parameters` and :meth:`step`; the rest has defaults. The carried
+    state is ``h`` (B, H) and, when ``has_cell_state``, a second tensor ``c`` (B, H) (LSTM's
+    cell); the step's new ``h`` is also the layer's output at that time step.
+    """
 
+    fused_mode: ClassVar[str | None] = None  # "LSTM", "GRU", "RNN_TANH", "RNN_RELU"; None: none
+    has_cell_state: ClassVar[bool] = False  # carries c besides h
+    recurrent_weights: ClassVar[tuple[str, ...]] = ("weight_hh",)  # what DropConnect drops
+
+    def parameters(self, input_size: int, hidden_size: int) -> dict[str, ParamSpec]:
+        """The parameters of one layer and direction, in registration (and init) order."""
+        raise NotImplementedError
+
+    def norms(self, hidden_size: int) -> dict[str, int]:
+        """LayerNorms of the layer-normalized variant: name → normalized size ({}: none)."""
+        return {}
+
+    def project(self, x: Tensor, w: CellWeights) -> Tensor:
+        """The input part of every step at once: ``x`` (B, T, I) → (B, T, P)."""
+        return w.norm("ln_ih", F.linear(x, w["weight_ih"], w["bias_ih"]))
+
+    def step(
+        self, gi: Tensor, h: Tensor, c: Tensor | None, w: CellWeights
+    ) -> tuple[Tensor, Tensor | None]:
+        """One time step: ``gi`` (B, P) from :meth:`project`, state ``h``, ``c`` (B, H) →
+        the new ``h`` (B, H) and ``c`` (``None`` without a cell state)."""
+        raise NotImplementedError
+
+    @classmethod
     def fused(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int,
-        bidirectional: bool,
+        cls, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
         dropout: float,
-    ) -> nn.RNNBase:
+    ) -> nn.RNNBase:  # fmt: skip
         """The batch-first torch module computing this cell, with between-layer ``dropout``."""
-        if self.fused_mode is None:
-            raise ValueError("this cell has no fused kernel")
         kinds = {
             "LSTM": nn.LSTM,
             "GRU": nn.GRU,
             "RNN_TANH": partial(nn.RNN, nonlinearity="tanh"),
             "RNN_RELU": partial(nn.RNN, nonlinearity="relu"),
         }
-        return kinds[self.fused_mode](
+        if cls.fused_mode not in kinds:
+            raise ValueError(f"{cls.__name__} has no fused kernel")
+        return kinds[cls.fused_mode](
             input_size,
             hidden_size,
             num_layers,
@@ -129,129 +134,126 @@ class Cell:
         )
 
 
-CELL: Registry[Cell] = Registry("cell")
-CELL.add("lstm", Cell(lstm_step, 4, "LSTM", has_cell_state=True), "LSTM (i, f, g, o gates)")
-CELL.add("gru", Cell(gru_step, 3, "GRU"), "GRU (r, z, n as torch defines it)")
-CELL.add("rnn_tanh", Cell(partial(elman_step, act=torch.tanh), 1, "RNN_TANH"), "Elman RNN, tanh")
-CELL.add("rnn_relu", Cell(partial(elman_step, act=torch.relu), 1, "RNN_RELU"), "Elman RNN, relu")
-for _act in ("tanh", "relu"):
-    CELL.add(
-        f"jordan_{_act}",
-        Cell(partial(jordan_step, act=getattr(torch, _act)), 1, None, feeds_back_output=True),
-        f"Jordan RNN, {_act} (previous output fed back; reference path only)",
+CELL: Registry[type[Cell]] = Registry("cell")
+
+
+def make_cell(name: str) -> Cell:
+    """The cell registered as ``name``; an unknown name, or an entry that is not a :class:`Cell`
+    subclass (or instance), is a one-line error."""
+    obj = CELL.get(name)
+    if isinstance(obj, Cell):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, Cell):
+        return obj()
+    raise RnnkitError(
+        f"cell {name!r} is registered as {type(obj).__name__} {obj!r}, not a subclass of "
+        "rnnkit.modules.cells.Cell (see docs/overview.md, 'a recurrent cell')"
     )
+
+
+def _hidden_pre(h: Tensor, w: CellWeights) -> Tensor:
+    """W_hh h + b_hh (B, G*H), layer-normalized when the stack has LayerNorm."""
+    return w.norm("ln_hh", F.linear(h, w["weight_hh"], w["bias_hh"]))
+
+
+@CELL.register("lstm", "LSTM (i, f, g, o gates)")
+class LSTMCell(Cell):
+    """LSTM: [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
+    c_t = σ(f) c_{t-1} + σ(i) tanh(g); h_t = σ(o) tanh(c_t)."""
+
+    fused_mode = "LSTM"
+    has_cell_state = True
+
+    def parameters(self, input_size: int, hidden_size: int) -> dict[str, ParamSpec]:
+        return torch_layout(input_size, hidden_size, 4)
+
+    def norms(self, hidden_size: int) -> dict[str, int]:
+        return {"ln_ih": 4 * hidden_size, "ln_hh": 4 * hidden_size, "ln_c": hidden_size}
+
+    def step(
+        self, gi: Tensor, h: Tensor, c: Tensor | None, w: CellWeights
+    ) -> tuple[Tensor, Tensor]:
+        assert c is not None
+        i, f, g, o = (gi + _hidden_pre(h, w)).chunk(4, dim=1)  # each (B, H)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(w.norm("ln_c", c)), c
+
+
+@CELL.register("gru", "GRU (r, z, n as torch defines it)")
+class GRUCell(Cell):
+    """GRU as torch defines it: r = σ(W_ir x + b_ir + W_hr h + b_hr), z likewise,
+    n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h_t = (1 - z) n + z h_{t-1}."""
+
+    fused_mode = "GRU"
+
+    def parameters(self, input_size: int, hidden_size: int) -> dict[str, ParamSpec]:
+        return torch_layout(input_size, hidden_size, 3)
+
+    def norms(self, hidden_size: int) -> dict[str, int]:
+        return {"ln_ih": 3 * hidden_size, "ln_hh": 3 * hidden_size}
+
+    def step(self, gi: Tensor, h: Tensor, c: Tensor | None, w: CellWeights) -> tuple[Tensor, None]:
+        i_r, i_z, i_n = gi.chunk(3, dim=1)  # each (B, H)
+        h_r, h_z, h_n = _hidden_pre(h, w).chunk(3, dim=1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h, None
+
+
+@CELL.register("rnn_tanh", "Elman RNN, tanh")
+class ElmanCell(Cell):
+    """Elman: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+
+    fused_mode = "RNN_TANH"
+    act: ClassVar[Callable[[Tensor], Tensor]] = staticmethod(torch.tanh)
+
+    def parameters(self, input_size: int, hidden_size: int) -> dict[str, ParamSpec]:
+        return torch_layout(input_size, hidden_size, 1)
+
+    def norms(self, hidden_size: int) -> dict[str, int]:
+        return {"ln_ih": hidden_size, "ln_hh": hidden_size}
+
+    def step(self, gi: Tensor, h: Tensor, c: Tensor | None, w: CellWeights) -> tuple[Tensor, None]:
+        return self.act(gi + _hidden_pre(h, w)), None
+
+
+@CELL.register("rnn_relu", "Elman RNN, relu")
+class ElmanReluCell(ElmanCell):
+    """Elman with relu: h_t = relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+
+    fused_mode = "RNN_RELU"
+    act = staticmethod(torch.relu)
+
+
+@CELL.register("jordan_tanh", "Jordan RNN, tanh (previous output fed back; reference path only)")
+class JordanCell(ElmanCell):
+    """Jordan: h_t = act(W_ih x_t + b_ih + W_hh y_{t-1} + b_hh); y_t = act(W_hy h_t + b_hy).
+
+    The carried state is the previous *output* y_{t-1}; h_t itself is not kept between steps.
+    """
+
+    fused_mode = None
+
+    def parameters(self, input_size: int, hidden_size: int) -> dict[str, ParamSpec]:
+        init = uniform_init(hidden_size)
+        return torch_layout(input_size, hidden_size, 1) | {
+            "weight_hy": ParamSpec((hidden_size, hidden_size), init),
+            "bias_hy": ParamSpec((hidden_size,), init),
+        }
+
+    def step(self, gi: Tensor, y: Tensor, c: Tensor | None, w: CellWeights) -> tuple[Tensor, None]:
+        h = self.act(gi + _hidden_pre(y, w))  # (B, H)
+        return self.act(F.linear(h, w["weight_hy"], w["bias_hy"])), None
+
+
+@CELL.register("jordan_relu", "Jordan RNN, relu (previous output fed back; reference path only)")
+class JordanReluCell(JordanCell):
+    """Jordan with relu activations."""
+
+    act = staticmethod(torch.relu)
 
 
 def direction_suffixes(bidirectional: bool) -> tuple[str, ...]:
     """torch's parameter-name suffixes per direction: ``""`` and ``"_reverse"``."""
     return ("", "_reverse") if bidirectional else ("",)
-
-
-class ReferenceRNN(nn.Module):
-    """A stack of reference steps under torch's parameter names: a readable ``nn.LSTM``/``GRU``.
-
-    ``forward(x (B, T, I), hx)`` follows the batch-first torch contract (``hx`` is ``(h, c)`` for
-    LSTM, ``h`` otherwise, each (L*dirs, B, H)), so a test can load one state dict into both and
-    compare. Options torch has no kernel for: ``layer_norm`` (LayerNorm on the input-to-hidden and
-    hidden-to-hidden gate pre-activations, and on the LSTM cell, as Ba et al. 2016) and
-    ``weight_drop`` (DropConnect on W_hh, one mask per layer and direction per call).
-    """
-
-    def __init__(
-        self,
-        cell: str,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        layer_norm: bool = False,
-        weight_drop: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.cell_name, self.cell = cell, CELL.get(cell)
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bidirectional, self.dropout = bidirectional, dropout
-        self.layer_norm, self.weight_drop = layer_norm, weight_drop
-        gh = self.cell.gates * hidden_size
-        dirs = 2 if bidirectional else 1
-        for k in range(num_layers):
-            in_k = input_size if k == 0 else hidden_size * dirs
-            for sfx in direction_suffixes(bidirectional):
-                shapes = {"weight_ih": (gh, in_k), "weight_hh": (gh, hidden_size)}
-                shapes |= {"bias_ih": (gh,), "bias_hh": (gh,)}
-                if self.cell.feeds_back_output:
-                    shapes |= {"weight_hy": (hidden_size, hidden_size), "bias_hy": (hidden_size,)}
-                for name, shape in shapes.items():
-                    self.register_parameter(f"{name}_l{k}{sfx}", nn.Parameter(torch.empty(shape)))
-                if layer_norm:
-                    self.add_module(f"ln_ih_l{k}{sfx}", nn.LayerNorm(gh))
-                    self.add_module(f"ln_hh_l{k}{sfx}", nn.LayerNorm(gh))
-                    if self.cell.has_cell_state:
-                        self.add_module(f"ln_c_l{k}{sfx}", nn.LayerNorm(hidden_size))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """torch's RNN init: every recurrent weight and bias uniform ±1/√H (LayerNorms: 1 and 0)."""
-        std = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters(recurse=False):
-            nn.init.uniform_(p, -std, std)
-
-    def _step_weights(self, name: str) -> StepWeights:
-        """The recurrent weights of layer/direction ``name`` (e.g. ``l1_reverse``) for one call."""
-        get = partial(getattr, self)
-        return StepWeights(
-            w_hh=drop_weight(get(f"weight_hh_{name}"), self.weight_drop, self.training),
-            b_hh=get(f"bias_hh_{name}"),
-            ln_hh=get(f"ln_hh_{name}") if self.layer_norm else None,
-            ln_c=get(f"ln_c_{name}") if self.layer_norm and self.cell.has_cell_state else None,
-            w_hy=get(f"weight_hy_{name}") if self.cell.feeds_back_output else None,
-            b_hy=get(f"bias_hy_{name}") if self.cell.feeds_back_output else None,
-        )
-
-    def run_layer(
-        self, k: int, x: Tensor, h0: Tensor, c0: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Layer ``k`` over ``x`` (B, T, I) from ``h0``/``c0`` (dirs, B, H).
-
-        Returns the output (B, T, dirs*H) and the final h, c (dirs, B, H).
-        """
-        outs, hs, cs = [], [], []
-        steps = x.size(1)
-        for d, sfx in enumerate(direction_suffixes(self.bidirectional)):
-            name = f"l{k}{sfx}"
-            w = self._step_weights(name)
-            # The input projection has no recurrence: one matmul for all time steps.
-            gi = F.linear(x, getattr(self, f"weight_ih_{name}"), getattr(self, f"bias_ih_{name}"))
-            if self.layer_norm:
-                gi = getattr(self, f"ln_ih_{name}")(gi)  # (B, T, G*H)
-            h, c = h0[d], None if c0 is None else c0[d]
-            ys: list[Tensor] = [h] * steps
-            for t in reversed(range(steps)) if d else range(steps):
-                h, c = self.cell.step(gi[:, t], h, c, w)  # (B, H)
-                ys[t] = h
-            outs.append(torch.stack(ys, dim=1))  # (B, T, H)
-            hs.append(h)
-            cs.append(c)
-        c_n = torch.stack(cs) if self.cell.has_cell_state else None
-        return torch.cat(outs, dim=-1), torch.stack(hs), c_n
-
-    def forward(
-        self, x: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
-        """``x`` (B, T, I) → output (B, T, dirs*H) and the final state in torch's format."""
-        dirs = 2 if self.bidirectional else 1
-        if hx is None:
-            zeros = x.new_zeros(self.num_layers * dirs, x.size(0), self.hidden_size)
-            hx = (zeros, zeros) if self.cell.has_cell_state else zeros
-        h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
-        hs, cs = [], []
-        for k in range(self.num_layers):
-            if k > 0:  # torch's `dropout`: standard dropout on each layer's output but the last
-                x = F.dropout(x, self.dropout, self.training)
-            sl = slice(k * dirs, (k + 1) * dirs)
-            x, h, c = self.run_layer(k, x, h0[sl], None if c0 is None else c0[sl])
-            hs.append(h)
-            cs.append(c)
-        h_n = torch.cat(hs)
-        return x, (h_n, torch.cat(cs)) if self.cell.has_cell_state else h_n

@@ -1,24 +1,23 @@
 """The recurrent source encoder of the encoder–decoder models, and the bridge to the decoder.
 
-:class:`RecurrentEncoder` embeds right-padded source sentences and runs a (bi)directional stack
-of torch's fused recurrent layers over them as packed sequences, so padding never reaches the
-backward direction nor the final states. :class:`Bridge` turns the encoder's final states into
-the decoder's initial state: copied as they are (Sutskever et al. 2014; Luong et al. 2015), through
-a learned ``tanh`` layer (Cho et al. 2014; Bahdanau et al. 2015, who start the decoder from
-``tanh(W_s h⃖_1)``), or zeros.
+:class:`RecurrentEncoder` embeds right-padded source sentences and runs a (bi)directional
+:class:`~rnnkit.modules.recurrent.RecurrentStack` of any registered cell over them as packed
+sequences, so padding never reaches the backward direction nor the final states. :class:`Bridge`
+turns the encoder's final states into the decoder's initial state: copied as they are
+(Sutskever et al. 2014; Luong et al. 2015), through a learned ``tanh`` layer (Cho et al. 2014;
+Bahdanau et al. 2015, who start the decoder from ``tanh(W_s h⃖_1)``), or zeros.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import RnnkitError
-from rnnkit.modules.cells import CELL
-from rnnkit.modules.recurrent import RecurrentState, run_fused
+from rnnkit.modules.recurrent import RecurrentStack, RecurrentState, move_layer_keys
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,12 @@ def reverse_padded(tokens: Tensor, lengths: Tensor, keep_last: int = 1) -> Tenso
 
 
 class RecurrentEncoder(nn.Module):
-    """Embedding → ``layers`` recurrent layers (fused kernels, packed) → outputs and final state.
+    """Embedding → a ``layers``-layer :class:`RecurrentStack` over packed rows → outputs, state.
 
-    ``dropout`` acts on the embeddings, between layers and on the outputs; ``residual`` adds each
-    layer's input to its output where the sizes match (then the layers run one by one).
+    Any registered cell works; a fused one runs on torch's kernels as packed sequences, so padding
+    never reaches the backward direction nor the final states. ``dropout`` acts on the
+    embeddings, between layers and on the outputs; ``residual`` adds each layer's (dropped) input
+    to its output where the sizes match (then the layers run one by one).
     """
 
     def __init__(
@@ -64,25 +65,22 @@ class RecurrentEncoder(nn.Module):
         reverse_source: bool = False,
     ) -> None:
         super().__init__()
-        spec = CELL.get(cell)
-        if spec.fused_mode is None:
-            raise RnnkitError(f"cell {cell!r} has no fused kernel; encoders need lstm, gru or rnn")
-        self.cell_has_c = spec.has_cell_state
         self.hidden_size, self.num_layers = hidden_size, layers
         self.dirs = 2 if bidirectional else 1
         self.output_size = self.dirs * hidden_size
         self.residual, self.reverse_source = residual, reverse_source
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
         self.drop = nn.Dropout(dropout)
-        if residual:  # one module per layer so the sum can sit between them
-            sizes = [embed_dim] + [self.output_size] * (layers - 1)
-            self.rnns = nn.ModuleList(
-                spec.fused(n, hidden_size, 1, bidirectional, 0.0) for n in sizes
-            )
-        else:
-            self.rnns = nn.ModuleList(
-                [spec.fused(embed_dim, hidden_size, layers, bidirectional, dropout)]
-            )
+        self.rnn = RecurrentStack(
+            cell, embed_dim, hidden_size, layers, bidirectional=bidirectional, dropout=dropout,
+            residual=residual, residual_dropped=True,
+        )  # fmt: skip
+
+    def upgrade_state_dict_named(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Checkpoints before issue 12 kept the layers in ``rnns.{i}``: one torch module with every
+        layer, or (residual) one per layer; rename them to the stack's (checkpoint loading)."""
+        for i in range(self.num_layers):
+            move_layer_keys(state_dict, f"{prefix}rnns.{i}.", f"{prefix}rnn.rnn.", first_layer=i)
 
     def forward(self, src_tokens: Tensor, src_lengths: Tensor) -> EncoderOut:
         """``src_tokens`` (B, S) right-padded, ``src_lengths`` (B,) ≥ 1 → :class:`EncoderOut`."""
@@ -93,20 +91,8 @@ class RecurrentEncoder(nn.Module):
             torch.arange(s, device=src_tokens.device) < src_lengths.to(src_tokens.device)[:, None]
         )
         x = self.drop(self.embed(src_tokens))  # (B, S, E)
-        lengths = src_lengths.cpu()
-        hs, cs = [], []
-        for i, rnn in enumerate(self.rnns):
-            if i > 0:
-                x = self.drop(x)
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, hx = run_fused(rnn, packed)  # fp32 where bf16 autocast cannot run it
-            y, _ = pad_packed_sequence(out, batch_first=True, total_length=s)  # (B, S, D)
-            x = y + x if self.residual and y.shape == x.shape else y
-            h, c = hx if self.cell_has_c else (hx, None)
-            hs.append(h)
-            cs.append(c)
-        final = RecurrentState(torch.cat(hs), torch.cat(cs) if self.cell_has_c else None)
-        return EncoderOut(self.drop(x), final, mask)
+        out, final = self.rnn(x, None, src_lengths)  # (B, S, dirs*H), zeros past each length
+        return EncoderOut(self.drop(out), final, mask)
 
 
 class Bridge(nn.Module):

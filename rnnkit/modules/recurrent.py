@@ -1,39 +1,43 @@
-"""The recurrent layer models use: a stack of cells on the fastest path its options allow.
+"""The one recurrent stack every model uses: layers of any registered cell, on the fastest path.
 
-:class:`RecurrentStack` owns all layers' parameters under torch's names (``rnn.weight_ih_l{k}``…)
-and picks one of three ways to run them:
+:class:`RecurrentStack` is the recurrence of the language model, of the seq2seq encoder and
+decoder and of the tagger's sentence encoder. It owns all layers' parameters under torch's names
+(``rnn.weight_ih_l{k}``…) and picks one of three ways to run them:
 
 1. **one fused call** (``nn.LSTM``/``GRU``/``RNN`` with all layers) when nothing sits between the
    layers but standard dropout — the Zaremba et al. path, with no per-step Python and no overhead
    over calling ``nn.LSTM`` yourself;
-2. **fused per layer** (torch's kernel via ``torch._VF`` on one layer's weights) when locked
-   dropout or residual connections sit between layers; DropConnect on W_hh stays fused by handing
-   the kernel the dropped matrix;
-3. **reference steps** (:class:`~rnnkit.modules.cells.ReferenceRNN`) for the Jordan cell, layer
-   norm, or ``force_reference=True``.
+2. **fused per layer** (torch's kernel via ``torch._VF`` on one layer's weights,
+   :mod:`rnnkit.modules.fused`) when locked dropout or residual connections sit between layers;
+   DropConnect on W_hh stays fused by handing the kernel the dropped matrix;
+3. **reference steps** (:class:`~rnnkit.modules.reference.ReferenceRNN`) for cells without a
+   fused kernel (Jordan, plugins), layer norm, or ``force_reference=True``.
 
-The carried state is one explicit :class:`RecurrentState`. Under bf16 autocast on a CPU where
-oneDNN has no bf16 the stack, and the encoders' fused layers, run in fp32 (:func:`fp32_recurrence`).
+Each path reads right-padded rows as packed sequences when ``forward`` gets ``lengths``. The
+carried state is one explicit :class:`RecurrentState`. Under bf16 autocast on a CPU where oneDNN
+has no bf16 the stack runs in fp32 (:func:`fp32_recurrence`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import _VF, Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch import Tensor, nn
 
-from rnnkit.modules.cells import CELL, ReferenceRNN, direction_suffixes
+from rnnkit.modules.cells import direction_suffixes, make_cell
 from rnnkit.modules.dropout import drop_weight, make_dropout
+from rnnkit.modules.fused import Packing, run_kernel, run_lstm_cells
+from rnnkit.modules.reference import ReferenceRNN
 
 # On CPU torch runs the LSTM through oneDNN when it is enabled. For a single step (sampling,
 # beam search) that is 2x faster than torch's own kernel with 128+ rows and 3x slower with one
 # row (2 cores, 2x256 LSTM: 4.6 vs 9.9 ms at 640 rows, 0.37 vs 0.12 ms at 1; same results to
-# 1e-6); the two break even near 32 rows. Steps with fewer rows run without it.
+# 1e-6); the two break even near 32 rows. Steps with fewer rows run through torch's LSTM cell
+# (rnnkit.modules.fused.run_lstm_cells): chosen per call, so no process-wide switch is touched.
 ONEDNN_MIN_ROWS = 32
 
 
@@ -85,22 +89,6 @@ def fp32_recurrence(device: torch.device) -> bool:
     )
 
 
-def _fp32(x: Any) -> Any:
-    """``x`` (a tensor, packed sequence, tuple of them or None) in fp32."""
-    if isinstance(x, tuple) and not isinstance(x, PackedSequence):
-        return tuple(_fp32(t) for t in x)
-    return None if x is None else x.float()
-
-
-def run_fused(rnn: Callable[..., Any], x: Tensor | PackedSequence, hx: Any = None) -> Any:
-    """``rnn(x, hx)`` for a torch recurrent module, in fp32 where :func:`fp32_recurrence` says."""
-    data = x.data if isinstance(x, PackedSequence) else x
-    if not fp32_recurrence(data.device):
-        return rnn(x, hx)
-    with torch.autocast("cpu", enabled=False):
-        return rnn(_fp32(x), _fp32(hx))
-
-
 @dataclass(frozen=True)
 class RecurrentState:
     """Hidden state of a recurrent stack between calls: ``h`` and (LSTM) ``c``, (L*dirs, B, H)."""
@@ -130,16 +118,26 @@ class RecurrentState:
         return RecurrentState(self.h.float(), None if self.c is None else self.c.float())
 
 
-_KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
+def move_layer_keys(state_dict: dict[str, Any], old: str, new: str, first_layer: int = 0) -> None:
+    """Rename the torch-named layer weights right under ``old`` (e.g. ``encoder.rnns.1.``) to
+    ``new`` (``encoder.rnn.rnn.``), adding ``first_layer`` to each layer index, in place: loads
+    checkpoints of models that held their fused layers outside a stack (before issue 12)."""
+    for key in [k for k in state_dict if k.startswith(old) and "." not in k[len(old) :]]:
+        layer = lambda m: f"_l{int(m[1]) + first_layer}"  # noqa: E731
+        state_dict[new + re.sub(r"_l(\d+)", layer, key[len(old) :], count=1)] = state_dict.pop(key)
 
 
 class RecurrentStack(nn.Module):
-    """``num_layers`` recurrent layers of one cell type over batch-first input.
+    """``num_layers`` recurrent layers of one registered cell over batch-first input.
 
     ``dropout`` acts between layers (standard, or one mask per sequence when ``locked_dropout``);
-    ``residual`` adds each layer's input to its output where the sizes match; ``weight_drop`` is
-    DropConnect on every W_hh (one mask per forward); ``layer_norm`` and the Jordan cells run on
-    the reference path, as does everything with ``force_reference=True``.
+    ``residual`` adds each layer's input to its output where the sizes match (the input after the
+    between-layer dropout with ``residual_dropped``, as the seq2seq encoder does);
+    ``weight_drop`` is DropConnect on the cell's recurrent weights (one mask per forward);
+    ``layer_norm``, cells without a fused kernel (Jordan, plugins) and ``force_reference=True``
+    run on the reference path. ``forward`` with ``lengths`` reads right-padded rows as packed
+    sequences (encoders, taggers). Decoders call ``forward`` with one time step and the carried
+    :class:`RecurrentState`; that works for every cell.
     """
 
     def __init__(
@@ -153,17 +151,19 @@ class RecurrentStack(nn.Module):
         dropout: float = 0.0,
         locked_dropout: bool = False,
         residual: bool = False,
+        residual_dropped: bool = False,
         layer_norm: bool = False,
         weight_drop: float = 0.0,
         force_reference: bool = False,
     ) -> None:
         super().__init__()
-        self.cell_name, self.spec = cell, CELL.get(cell)
+        self.cell_name, self.spec = cell, make_cell(cell)
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.bidirectional = bidirectional
         self.dirs = 2 if bidirectional else 1
         self.output_size = hidden_size * self.dirs
-        self.residual, self.weight_drop = residual, weight_drop
+        self.residual, self.residual_dropped = residual, residual_dropped
+        self.weight_drop = weight_drop
         self.reference = force_reference or layer_norm or self.spec.fused_mode is None
         between_is_torch = not (locked_dropout or residual)  # what nn.LSTM's `dropout` can do
         self.single_call = not self.reference and between_is_torch
@@ -190,57 +190,74 @@ class RecurrentStack(nn.Module):
         return RecurrentState(zeros(), zeros() if self.spec.has_cell_state else None)
 
     def forward(
-        self, x: Tensor, state: RecurrentState | None = None
+        self, x: Tensor, state: RecurrentState | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, RecurrentState]:
-        """``x`` (B, T, I) → output (B, T, dirs*H) and the state after the last step."""
+        """``x`` (B, T, I) → output (B, T, dirs*H) and the state after the last step.
+
+        With ``lengths`` (B,) ≥ 1, row b has ``lengths[b]`` real steps: the outputs past them are
+        zero, the state is the one after its last real step (forward) or its first (backward).
+        """
         if state is None:
             state = self.init_state(x.size(0), x.device, x.dtype)
+        packing = None if lengths is None else Packing(lengths.cpu(), x.size(1))
         if fp32_recurrence(x.device):  # bf16 autocast on a CPU without oneDNN bf16
             with torch.autocast("cpu", enabled=False):
-                return self._forward_rows(x.float(), state.float())
-        return self._forward_rows(x, state)
+                return self._forward(x.float(), state.float(), packing)
+        return self._forward(x, state, packing)
 
-    def _forward_rows(self, x: Tensor, state: RecurrentState) -> tuple[Tensor, RecurrentState]:
-        """:meth:`_forward`, without oneDNN for a single step of few rows (see ONEDNN_MIN_ROWS)."""
-        onednn = torch.backends.mkldnn.enabled
-        if onednn and x.device.type == "cpu" and x.size(1) == 1 and x.size(0) < ONEDNN_MIN_ROWS:
-            # Not torch.backends.mkldnn.flags(): it also sets TF32 options and warns about them.
-            torch.backends.mkldnn.enabled = False
-            try:
-                return self._forward(x, state)
-            finally:
-                torch.backends.mkldnn.enabled = onednn
-        return self._forward(x, state)
-
-    def _forward(self, x: Tensor, state: RecurrentState) -> tuple[Tensor, RecurrentState]:
+    def _forward(
+        self, x: Tensor, state: RecurrentState, packing: Packing | None
+    ) -> tuple[Tensor, RecurrentState]:
         if self.single_call and not (self.training and self.weight_drop > 0):
+            if packing is None and self._few_rows_one_step(x):  # torch's weights, in its order
+                out, h, c = run_lstm_cells(
+                    x, state.h, state.c, self.rnn._flat_weights,  # type: ignore[arg-type]
+                    layers=self.num_layers, dropout=self.rnn.dropout, training=self.training,
+                    bidirectional=self.bidirectional,
+                )  # fmt: skip
+                return out, RecurrentState(h, c)
             hx = (state.h, state.c) if self.spec.has_cell_state else state.h
-            out, hx = self.rnn(x, hx)  # the fast path: exactly nn.LSTM(x, hx)
+            inp = x if packing is None else packing.pack(x)
+            out, hx = self.rnn(inp, hx)  # the fast path: exactly nn.LSTM(x, hx)
+            out = out if packing is None else packing.unpack(out)
             return out, RecurrentState(*hx) if isinstance(hx, tuple) else RecurrentState(hx)
         if self.single_call:  # weight drop only: still one kernel call, with dropped W_hh
-            out, h, c = self._fused(x, state.h, state.c, range(self.num_layers))
+            out, h, c = self._fused(x, state.h, state.c, range(self.num_layers), packing)
             return out, RecurrentState(h, c)
-        return self._per_layer(x, state)
+        return self._per_layer(x, state, packing)
 
-    def _per_layer(self, x: Tensor, state: RecurrentState) -> tuple[Tensor, RecurrentState]:
+    def _few_rows_one_step(self, x: Tensor) -> bool:
+        """Whether ``x`` is one LSTM step of few rows on the CPU (see ONEDNN_MIN_ROWS)."""
+        return (
+            self.spec.fused_mode == "LSTM"
+            and x.device.type == "cpu"
+            and x.size(1) == 1
+            and x.size(0) < ONEDNN_MIN_ROWS
+        )
+
+    def _per_layer(
+        self, x: Tensor, state: RecurrentState, packing: Packing | None
+    ) -> tuple[Tensor, RecurrentState]:
         """Run layer by layer so dropout masks and residuals can sit between layers."""
         hs, cs = [], []
+        lengths = None if packing is None else packing.lengths
         for k in range(self.num_layers):
             sl = slice(k * self.dirs, (k + 1) * self.dirs)
             h0, c0 = state.h[sl], None if state.c is None else state.c[sl]
             inp = x if k == 0 else self.between(x)
             if self.reference:
-                y, h, c = self.rnn.run_layer(k, inp, h0, c0)  # (B, T, dirs*H)
+                y, h, c = self.rnn.run_layer(k, inp, h0, c0, lengths)  # (B, T, dirs*H)
             else:
-                y, h, c = self._fused(inp, h0, c0, range(k, k + 1))
-            x = y + x if self.residual and y.shape == x.shape else y
+                y, h, c = self._fused(inp, h0, c0, range(k, k + 1), packing)
+            skip = inp if self.residual_dropped else x
+            x = y + skip if self.residual and y.shape == skip.shape else y
             hs.append(h)
             cs.append(c)
         c_n = torch.cat(cs) if self.spec.has_cell_state else None
         return x, RecurrentState(torch.cat(hs), c_n)
 
     def _fused(
-        self, x: Tensor, h0: Tensor, c0: Tensor | None, layers: range
+        self, x: Tensor, h0: Tensor, c0: Tensor | None, layers: range, packing: Packing | None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """torch's kernel over ``layers`` with (weight-dropped) weights; h0, c0 (len*dirs, B, H)."""
         weights = []
@@ -253,12 +270,14 @@ class RecurrentStack(nn.Module):
                     getattr(self.rnn, f"bias_ih_l{k}{sfx}"),
                     getattr(self.rnn, f"bias_hh_l{k}{sfx}"),
                 ]
-        kernel = _KERNELS[self.spec.fused_mode]  # type: ignore[index]
-        dropout = self.rnn.dropout if len(layers) > 1 else 0.0
-        args = (weights, True, len(layers), dropout, self.training, self.bidirectional, True)
-        if self.spec.has_cell_state:
-            assert c0 is not None
-            out, h, c = kernel(x, (h0, c0), *args)
-            return out, h, c
-        out, h = kernel(x, h0, *args)
-        return out, h, None
+        options = dict(
+            layers=len(layers),
+            dropout=self.rnn.dropout if len(layers) > 1 else 0.0,
+            training=self.training,
+            bidirectional=self.bidirectional,
+        )
+        if packing is None and c0 is not None and self._few_rows_one_step(x):
+            return run_lstm_cells(x, h0, c0, weights, **options)  # type: ignore[arg-type]
+        mode = self.spec.fused_mode
+        assert mode is not None
+        return run_kernel(mode, x, h0, c0, weights, packing=packing, **options)  # type: ignore[arg-type]

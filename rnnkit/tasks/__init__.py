@@ -1,8 +1,11 @@
 """Task registry and the loaders that find a task from a data directory or a checkpoint.
 
-A task owns what differs between problems (how batches are made from binarized data, the loss,
-inference). ``preprocess.json`` in a data directory names the task that made it; a checkpoint
-names the task that trained it, so every command can refuse data or models of another task.
+A task owns what differs between problems: how ``preprocess`` reads its raw text, how batches
+are made from binarized data, the loss, validation, inference; its interface is the
+:class:`~rnnkit.tasks.base.Task` protocol, checked when a class registers (``TASK_REGISTRY``),
+so the rest of rnnkit never branches on a task's name. ``preprocess.json`` in a data
+directory names the task that made it; a checkpoint names the task that trained it, so every
+command can refuse data or models of another task.
 ``DATA`` may also be several shard directories joined by ``:`` (:mod:`rnnkit.data.shards`).
 """
 
@@ -10,14 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rnnkit.data import shards
 from rnnkit.errors import RnnkitError
-from rnnkit.registry import Registry
+from rnnkit.tasks.base import Batching, Task, TaskBase, TaskRegistry
 
-TASK_REGISTRY: Registry[type] = Registry("task")
+__all__ = ["TASK_REGISTRY", "Batching", "Task", "TaskBase", "load_task", "task_from_checkpoint"]
+
+TASK_REGISTRY = TaskRegistry("task")  # a registered class is checked against Task
 
 
 def read_data_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
@@ -39,7 +45,7 @@ def read_data_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Any:
+def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Task:
     """The task object for ``data_dir``; with ``expect``, data of another task is an error.
 
     ``data_dir`` may be shards ``DIR0:DIR1:...``: the task is built on the first, checked
@@ -56,15 +62,22 @@ def load_task(data_dir: str | os.PathLike, expect: str | None = None) -> Any:
             f"{data_dir}: holds {meta['task']!r} data, and no installed task handles it "
             f"(tasks: {', '.join(TASK_REGISTRY.names())})"
         )
-    task = TASK_REGISTRY.get(meta["task"]).from_data_dir(data_dir, meta)
+    task = TASK_REGISTRY.get(meta["task"]).from_data_dir(os.fspath(data_dir), meta)
     if len(dirs) > 1:
         shards.attach(task, dirs, [meta] + [read_data_meta(d) for d in dirs[1:]])
     return task
 
 
-def task_from_checkpoint(state: dict[str, Any]) -> Any:
+def task_from_checkpoint(state: Mapping[str, Any]) -> Task:
     """The task object stored in a checkpoint (dictionaries and tokenizer, no data needed)."""
-    return TASK_REGISTRY.get(state["task"]).from_checkpoint(state)
+    name = state["task"]
+    if name not in TASK_REGISTRY:
+        raise RnnkitError(
+            f"the checkpoint was trained by task {name!r}, which no installed task handles "
+            f"(tasks: {', '.join(TASK_REGISTRY.names())}); if a plugin defines it, give its "
+            "folder with --user-dir (Python: rnnkit.load_plugins(user_dir=...))"
+        )
+    return TASK_REGISTRY.get(name).from_checkpoint(state)
 
 
 from rnnkit.tasks import lm as _lm  # noqa: E402,F401  (built-in tasks register themselves)

@@ -13,30 +13,39 @@ state (:meth:`LanguageModelingTask.score_lines`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from rnnkit.config import resolve
 from rnnkit.data.binarized import IndexedDataset, data_paths
+from rnnkit.data.corpus import Stream
 from rnnkit.data.sentences import pad_rows
 from rnnkit.data.streams import TokenRows
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
+from rnnkit.tasks.base import Shard, TaskBase, reject_pair_options, tokenizer_name
+from rnnkit.tasks.inference.lm import LanguageModel
 from rnnkit.tasks.lines import LineLimit, token_batches
+from rnnkit.tasks.lm_data import StreamIterator, Window, batchify, row_block
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
 from rnnkit.training import distributed, preflight
 from rnnkit.training.checkpoint import load_weights
+from rnnkit.training.config import LmTrainOptions
 from rnnkit.training.criteria import Criterion
+
+if TYPE_CHECKING:
+    from rnnkit.data.preprocess import PreprocessConfig
+    from rnnkit.training.config import TrainConfig
+
+__all__ = ["IN_RAM_ENV", "LanguageModelingTask", "StreamIterator", "Window", "batchify"]
 
 LOGITS_PER_WINDOW = 1 << 24  # (B, W, V) logits of one window when scoring lines (64 MB in fp32)
 # Set (to anything) by benchmarks/scale.py only: load each split whole into an int64 tensor, as
@@ -44,115 +53,38 @@ LOGITS_PER_WINDOW = 1 << 24  # (B, W, V) logits of one window when scoring lines
 IN_RAM_ENV = "RNNKIT_BENCH_LM_IN_RAM"
 
 
-def batchify(stream: torch.Tensor, rows: int) -> torch.Tensor:
-    """Cut a 1-D stream into ``rows`` contiguous rows, dropping the remainder: (N,) → (B, N//B)."""
-    return TokenRows.cut(stream, rows).data  # type: ignore[return-value]
-
-
-@dataclass
-class Window:
-    """One BPTT window: inputs and next-token targets, both (B, L); ``scale`` multiplies the lr."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    scale: float = 1.0
-
-    def to(self, device: torch.device) -> Window:
-        return Window(self.inputs.to(device), self.targets.to(device), self.scale)
-
-
-class StreamIterator:
-    """Walks BPTT windows over (B, N) rows (a :class:`TokenRows`, or an int64 tensor); keeps
-    the carried hidden state and its position.
-
-    ``sharded``: the rows are this worker's block of the whole world's, so :meth:`state_dict`
-    gathers the carried state of every worker's rows.
-    """
-
-    def __init__(
-        self,
-        rows: TokenRows | torch.Tensor,
-        bptt: int,
-        random_bptt: bool = False,
-        generator: torch.Generator | None = None,
-        position: int = 0,
-        sharded: bool = False,
-    ) -> None:
-        self.rows = rows if isinstance(rows, TokenRows) else TokenRows(rows)
-        self.bptt, self.random_bptt = bptt, random_bptt
-        self.generator = generator
-        self.position = position
-        self.sharded = sharded
-        self.carry: Any = None  # the model's hidden state after the last window
-
-    def __len__(self) -> int:
-        """Number of windows in a full pass at the nominal ``bptt``."""
-        return math.ceil((self.rows.width - 1) / self.bptt)
-
-    @property
-    def batches_done(self) -> int:
-        """Windows already walked this epoch (at the nominal ``bptt``), for progress bars."""
-        return round(self.position / self.bptt)
-
-    def _length(self) -> int:
-        if not self.random_bptt:
-            return self.bptt
-        g = self.generator
-        base = self.bptt if torch.rand(1, generator=g).item() < 0.95 else self.bptt / 2
-        return max(5, int(torch.normal(base, 5.0, (1,), generator=g).item()))
-
-    def __iter__(self) -> Iterator[Window]:
-        last = self.rows.width - 1
-        while self.position < last:
-            length = min(self._length(), last - self.position)
-            i = self.position
-            self.position += length
-            chunk = self.rows.columns(i, i + length + 1)  # (B, length + 1): inputs and targets
-            yield Window(
-                chunk[:, :-1], chunk[:, 1:], length / self.bptt if self.random_bptt else 1.0
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Position and carried state as plain data (the state's tensor fields by name).
-
-        Sharded, every worker must call it together: the carried state of all workers' rows is
-        gathered along the batch dim (1: states are (layers, B, H)), so it covers all B rows.
-        """
-        carry = None
-        if self.carry is not None:
-            carry = {f.name: getattr(self.carry, f.name) for f in dataclasses.fields(self.carry)}
-        if self.sharded:
-            cpu = None if carry is None else {k: _cpu(v) for k, v in carry.items()}
-            parts = distributed.all_gather_object(cpu)
-            carry = None if cpu is None else {k: _cat_rows([p[k] for p in parts]) for k in cpu}
-        return {"position": self.position, "carry": carry}
-
-    def load_carry(self, carry: dict[str, Any], state_type: type, device: torch.device) -> None:
-        """Restore the carried state saved by :meth:`state_dict`."""
-        self.carry = state_type(
-            **{k: v.to(device) if v is not None else None for k, v in carry.items()}
+def _my_carry(carry: Mapping[str, Any], batch: int, shard: Shard) -> dict[str, Any]:
+    """Worker ``shard``'s rows of the state carried for all ``batch`` streams, saved (L, B, H)."""
+    saved = next((v.size(1) for v in carry.values() if v is not None), batch)
+    if saved != batch:
+        raise RnnkitError(
+            f"the checkpoint carries the state of {saved} streams, not --batch-size "
+            f"{batch}; resume with --batch-size {saved}, or --reset"
         )
-
-
-def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach().cpu()
-
-
-def _cat_rows(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if parts[0] is None else torch.cat(parts, dim=1)  # type: ignore[arg-type]
-
-
-def _block(n: int, shard: tuple[int, int]) -> slice:
-    """Worker ``rank`` of ``world``'s contiguous block of ``n`` rows (sizes differ by at most 1)."""
-    rank, world = shard
-    return slice(rank * n // world, (rank + 1) * n // world)
+    rows = row_block(batch, shard)
+    return {k: None if v is None else v[:, rows] for k, v in carry.items()}
 
 
 @TASK_REGISTRY.register("lm")
-class LanguageModelingTask:
+class LanguageModelingTask(TaskBase):
     """Word- or character-level language modelling over binarized ``{split}.bin/.idx`` data."""
 
     name = "lm"
+    inference = LanguageModel
+    train_options = LmTrainOptions
+
+    # --- preprocess: one text file a split, ``dict.txt`` and ``{split}.bin/.idx`` ----------
+    @classmethod
+    def check_preprocess(cls, cfg: PreprocessConfig) -> None:
+        reject_pair_options(cfg)
+        if cfg.tgtdict:
+            raise RnnkitError(
+                f"--tgtdict is for translation and tagging; {cls.name} reuses --srcdict"
+            )
+
+    @classmethod
+    def streams(cls, cfg: PreprocessConfig) -> tuple[Stream, ...]:
+        return (Stream("text", "text", "", "dict.txt", True),)
 
     def __init__(self, dictionary: Dictionary, tokenizer: Tokenizer, data_dir: str | None = None):
         self.dictionary, self.tokenizer, self.data_dir = dictionary, tokenizer, data_dir
@@ -162,10 +94,8 @@ class LanguageModelingTask:
     def from_data_dir(
         cls, data_dir: str | os.PathLike, meta: Mapping[str, Any]
     ) -> LanguageModelingTask:
-        tok = meta.get("tokenizer", "space")
-        name = tok.get("name", "space") if isinstance(tok, Mapping) else str(tok)
         d = Dictionary.load(Path(data_dir) / "dict.txt")
-        return cls(d, load_tokenizer(name, data_dir), os.fspath(data_dir))
+        return cls(d, load_tokenizer(tokenizer_name(meta), data_dir), os.fspath(data_dir))
 
     @classmethod
     def from_checkpoint(cls, state: Mapping[str, Any]) -> LanguageModelingTask:
@@ -218,13 +148,13 @@ class LanguageModelingTask:
 
     def train_iterator(
         self,
-        cfg: Any,
+        cfg: TrainConfig,
         model: torch.nn.Module,
         device: torch.device,
         generator: torch.Generator,
         resume: Mapping[str, Any] | None = None,
         *,
-        shard: tuple[int, int] = (0, 1),
+        shard: Shard = (0, 1),
     ) -> StreamIterator:
         """The epoch's windows over ``train`` for worker ``shard = (rank, world)``, continuing
         ``resume`` (a ``state_dict``) if given.
@@ -244,23 +174,16 @@ class LanguageModelingTask:
                 f"multiple of the {world} workers"
             )
         resume = resume or {}
-        rows = self.rows("train", batch).block(_block(batch, shard))
+        rows = self.rows("train", batch).block(row_block(batch, shard))
         itr = StreamIterator(rows, cfg.bptt, random_bptt=cfg.random_bptt, generator=generator,
                              position=resume.get("position", 0), sharded=world > 1)  # fmt: skip
         carry = resume.get("carry")
         if carry is not None:
-            saved = next((v.size(1) for v in carry.values() if v is not None), batch)
-            if saved != batch:
-                raise RnnkitError(
-                    f"the checkpoint carries the state of {saved} streams, not --batch-size "
-                    f"{batch}; resume with --batch-size {saved}, or --reset"
-                )
-            mine = {k: None if v is None else v[:, _block(batch, shard)] for k, v in carry.items()}
-            itr.load_carry(mine, type(model.init_state(1)), device)
+            itr.load_carry(_my_carry(carry, batch, shard), type(model.init_state(1)), device)
         return itr
 
     # --- checks before training (rnnkit.training.preflight) --------------------------------
-    def check_split(self, split: str, cfg: Any, *, train: bool, world: int = 1) -> None:
+    def check_split(self, split: str, cfg: TrainConfig, *, train: bool, world: int = 1) -> None:
         """``split`` exists, has enough tokens for its parallel streams, and its first window
         builds; the streams of ``train`` divide among ``world`` workers. Reads the index and
         one window's tokens only."""
@@ -289,7 +212,7 @@ class LanguageModelingTask:
             )
         next(iter(StreamIterator(TokenRows.cut(ds.stream(), rows), cfg.bptt)))  # one window
 
-    def valid_metrics(self, cfg: Any) -> set[str]:
+    def valid_metrics(self, cfg: TrainConfig) -> set[str]:
         """The metrics :meth:`evaluate` reports."""
         return {"loss", "ppl", "bpc", "tokens"}
 
@@ -323,10 +246,10 @@ class LanguageModelingTask:
         self,
         model: torch.nn.Module,
         split: str,
-        cfg: Any,
+        cfg: TrainConfig,
         device: torch.device,
         *,
-        shard: tuple[int, int] = (0, 1),
+        shard: Shard = (0, 1),
     ) -> dict[str, float]:
         """Mean negative log-likelihood per token (nats), perplexity and bits per token, over
         ``cfg.valid_batch_size`` (or ``batch_size``) streams in ``cfg.bptt`` windows.
@@ -336,7 +259,7 @@ class LanguageModelingTask:
         """
         model.eval()
         rows = self.rows(split, cfg.valid_batch_size or cfg.batch_size)
-        rows = rows.block(_block(rows.num_rows, shard))
+        rows = rows.block(row_block(rows.num_rows, shard))
         total, count = 0.0, 0
         if rows.num_rows > 0:
             itr = StreamIterator(rows, cfg.bptt)

@@ -6,205 +6,42 @@ per sentence, where the folder had a ``label`` file). Training batches group sen
 similar length (:mod:`rnnkit.data.buckets`) in an order drawn from one seed per epoch, and
 resume mid-epoch exactly. Evaluation reports the objective, CoNLL span F1 (:mod:`rnnkit.scoring`),
 token accuracy and label accuracy. Decoding never outputs a special symbol, so a tag or label
-unseen in training (``<unk>`` in the data) is scored as a miss and never predicted.
+unseen in training (``<unk>`` in the data) is scored as a miss and never predicted. A tagger
+with a CRF (``--crf true``) is trained on the CRF's sentence NLL and decoded by batched Viterbi
+under the BIO rules (:meth:`TaggingTask.best_tags`), in validation, ``generate`` and
+``rnnkit.load(...).tag`` alike; its label head keeps the cross-entropy of the criterion.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import scoring
-from rnnkit.config import resolve
-from rnnkit.data import buckets
-from rnnkit.data.binarized import data_paths
-from rnnkit.data.sentences import SentenceBatch, SentenceData
-from rnnkit.dictionary import Dictionary
+from rnnkit.data.sentences import SentenceBatch
 from rnnkit.errors import RnnkitError
-from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.tasks import TASK_REGISTRY
-from rnnkit.tasks.lines import LineLimit, token_batches
-from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
-from rnnkit.training import preflight
-from rnnkit.training.checkpoint import load_weights
+from rnnkit.tasks.base import (
+    Batching,
+    Shard,
+)  # fmt: skip
+from rnnkit.tasks.inference.tagging import Classifier, Tagger
+from rnnkit.tasks.lines import LineLimit
+from rnnkit.tasks.sentence import SentenceTask, decode, model_config, model_crf, predictable
+
+__all__ = [
+    "ClassificationTask", "SentenceTask", "TaggingTask", "Tally", "decode", "model_config",
+    "predictable",
+]  # fmt: skip
 from rnnkit.training.criteria import Criterion, cross_entropy
 
-
-def predictable(d: Dictionary) -> Tensor:
-    """(V,) bool: the symbols decoding may output (not a special or padding ``madeupword``)."""
-    return torch.tensor(
-        [i >= d.nspecial and not s.startswith("madeupword") for i, s in enumerate(d.symbols)]
-    )
-
-
-def model_config(model: torch.nn.Module) -> Any:
-    """The config of a model, also through a DistributedDataParallel (``.module``) wrapper."""
-    return getattr(model, "module", model).cfg
-
-
-def decode(logits: Tensor, allowed: Tensor) -> Tensor:
-    """Arg-max over ``allowed`` symbols: logits (..., V) → ids (...)."""
-    return logits.masked_fill(~allowed.to(logits.device), float("-inf")).argmax(-1)
-
-
-class SentenceTask:
-    """What tagging and classification share: dictionaries, data, batches, checkpoints."""
-
-    name = ""
-    has_tags = True
-
-    def __init__(
-        self,
-        dictionary: Dictionary,
-        tags: Dictionary | None,
-        labels: Dictionary | None,
-        tokenizer: Tokenizer,
-        data_dir: str | None = None,
-    ) -> None:
-        self.dictionary, self.tag_dictionary, self.label_dictionary = dictionary, tags, labels
-        self.tokenizer, self.data_dir = tokenizer, data_dir
-        self._splits: dict[str, SentenceData] = {}
-        # What decoding may output: never a special symbol, so never an unseen tag or label.
-        self.tag_mask = predictable(tags) if tags is not None else None
-        self.label_mask = predictable(labels) if labels is not None else None
-
-    # --- construction ----------------------------------------------------------------------
-    @classmethod
-    def from_data_dir(cls, data_dir: str | os.PathLike, meta: Mapping[str, Any]) -> SentenceTask:
-        d = Path(data_dir)
-        tok = meta.get("tokenizer", "space")
-        name = tok.get("name", "space") if isinstance(tok, Mapping) else str(tok)
-        tags = Dictionary.load(d / "dict.tags.txt") if cls.has_tags else None
-        label_path = d / "dict.label.txt"
-        labels = Dictionary.load(label_path) if label_path.is_file() or not cls.has_tags else None
-        return cls(Dictionary.load(d / "dict.in.txt"), tags, labels,
-                   load_tokenizer(name, data_dir), os.fspath(data_dir))  # fmt: skip
-
-    @classmethod
-    def from_checkpoint(cls, state: Mapping[str, Any]) -> SentenceTask:
-        dicts = {
-            k: Dictionary.from_lines(v, source=f"checkpoint dictionary {k!r}")
-            for k, v in state["dictionaries"].items()
-        }
-        return cls(dicts["in"], dicts.get("tags"), dicts.get("label"),
-                   tokenizer_from_state(state["tokenizer"]))  # fmt: skip
-
-    def checkpoint_data(self) -> dict[str, Any]:
-        """What a checkpoint needs to rebuild this task without the data directory."""
-        named = {"in": self.dictionary, "tags": self.tag_dictionary, "label": self.label_dictionary}
-        return {
-            "dictionaries": {k: d.to_lines() for k, d in named.items() if d is not None},
-            "tokenizer": self.tokenizer.state(),
-        }
-
-    def build_model(
-        self, arch: str, *layers: Mapping[str, Any] | None
-    ) -> tuple[torch.nn.Module, Any]:
-        cls, cfg = resolve_arch(arch, *layers, task=self.name)
-        return self.build(cls, cfg), cfg
-
-    def build(self, cls: type, cfg: Any) -> torch.nn.Module:
-        """A model of class ``cls`` for this task's dictionaries."""
-        raise NotImplementedError
-
-    def model_from_checkpoint(self, state: Mapping[str, Any]) -> torch.nn.Module:
-        cls = MODEL_REGISTRY.get(state["model"])
-        model = self.build(cls, resolve(cls.config_class, state["model_config"]))
-        load_weights(model, state["model_state"])
-        return model
-
-    # --- data ------------------------------------------------------------------------------
-    def data(self, split: str) -> SentenceData:
-        """The binarized ``split`` (opened once, memory-mapped)."""
-        if self.data_dir is None:
-            raise RnnkitError("this task was loaded from a checkpoint and has no data directory")
-        if split not in self._splits:
-            self._splits[split] = SentenceData.load(
-                Path(self.data_dir) / split, self.dictionary.pad_index,
-                self.has_tags, self.label_dictionary is not None,
-            )  # fmt: skip
-        return self._splits[split]
-
-    def train_iterator(
-        self,
-        cfg: Any,
-        model: torch.nn.Module,
-        device: torch.device,
-        generator: torch.Generator,
-        resume: Mapping[str, Any] | None = None,
-        shard: tuple[int, int] = (0, 1),
-    ) -> buckets.BatchIterator:
-        """This epoch's batches of ``train`` (a fresh seed from ``generator`` unless resuming
-        ``resume``, a ``state_dict``): worker ``shard = (rank, world)``'s share of one list,
-        from the resumed global position on, under any world size (``BatchIterator.for_epoch``)."""
-        data = self.data("train")
-        return buckets.BatchIterator.for_epoch(
-            lambda seed: buckets.batch_by_size(data.sizes, cfg.batch_size, cfg.max_tokens, seed),
-            data.collate, generator, resume, shard,
-        )  # fmt: skip
-
-    def eval_batches(self, split: str, cfg: Any) -> Iterator[SentenceBatch]:
-        """Every sentence of ``split`` once, in length-sorted batches of the validation size."""
-        data, size = self.data(split), cfg.valid_batch_size or cfg.batch_size
-        for indices in buckets.batch_by_size(data.sizes, size, cfg.max_tokens):
-            yield data.collate(indices.tolist())
-
-    def check_split(self, split: str, cfg: Any, *, train: bool, world: int = 1) -> None:
-        """Before training (:mod:`rnnkit.training.preflight`): ``split`` has its files and
-        sentences that fit ``--max-tokens``, enough for ``world`` workers, and its first batch
-        builds. Reads the indices and one batch only."""
-        assert self.data_dir is not None
-        streams = ["in", *(["tags"] if self.has_tags else [])]
-        streams += ["label"] if self.label_dictionary is not None else []
-        prefix = Path(self.data_dir) / split
-        files = [p for s in streams for p in data_paths(f"{prefix}.{s}")]
-        preflight.require_split(self.data_dir, split, files, ".in.idx", train)
-        data = self.data(split)
-        preflight.require_nonempty(self.data_dir, split, len(data.sizes), "sentences", train)
-        if train:
-            preflight.check_workers(self.data_dir, split, len(data.sizes), world)
-        ids = np.arange(len(data.sizes))
-        preflight.check_max_tokens(self.data_dir, split, data.sizes, ids, cfg.max_tokens)
-        size = cfg.batch_size if train else cfg.valid_batch_size or cfg.batch_size
-        data.collate(preflight.first_batch(data.sizes, size, cfg.max_tokens))
-
-    # --- inference -------------------------------------------------------------------------
-    def run_lines(
-        self,
-        model: torch.nn.Module,
-        lines: list[str],
-        device: torch.device,
-        size: int,
-        limit: LineLimit | None = None,
-    ) -> Iterator[tuple[list[tuple[int, list[str]]], Any]]:
-        """The model's output on raw lines, grouped by length in batches of at most ``size``
-        lines (:func:`~rnnkit.tasks.lines.token_batches`): per batch, ``(line index, tokens)``
-        of each row and the output. A line over ``limit.max_positions`` tokens is truncated, or
-        left out with ``limit.skip_invalid`` (:class:`~rnnkit.tasks.lines.LineLimit`)."""
-        model.eval()
-        limit = limit or LineLimit()
-        fitted = [limit.fit(self.tokenizer.encode(line), n) for n, line in enumerate(lines)]
-        kept = [(i, t) for i, t in enumerate(fitted) if t is not None]
-        data = SentenceData([self.dictionary.encode(t, append_eos=False) for _, t in kept],
-                            self.dictionary.pad_index)  # fmt: skip
-        for indices in token_batches(data.sizes, size):
-            batch = data.collate(indices).to(device)
-            yield [kept[j] for j in indices], model(batch.tokens, batch.lengths)
-
-    def label_result(self, logits: Tensor) -> dict[str, Any]:
-        """``{"label": str, "prob": float}`` from one sentence's label logits (C,)."""
-        assert self.label_dictionary is not None and self.label_mask is not None
-        i = int(decode(logits, self.label_mask))
-        return {"label": self.label_dictionary[i], "prob": logits.softmax(-1)[i].item()}
+if TYPE_CHECKING:
+    from rnnkit.training.config import TrainConfig
 
 
 @dataclass
@@ -227,6 +64,7 @@ class TaggingTask(SentenceTask):
     """One tag per token (BIO slots), plus a sentence label when the model has a label head."""
 
     name = "tagging"
+    inference = Tagger
 
     def build(self, cls: type, cfg: Any) -> torch.nn.Module:
         assert self.tag_dictionary is not None
@@ -236,12 +74,17 @@ class TaggingTask(SentenceTask):
         self, model: torch.nn.Module, batch: SentenceBatch, criterion: Criterion | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         """Summed tag loss, summed label loss (None without a label head), tag logits
-        (B, T, K) and label logits (B, C) or None."""
+        (B, T, K) and label logits (B, C) or None. With a CRF the tag loss is its summed
+        sentence NLL, whatever the criterion (label smoothing applies to the label head only)."""
         pad = self.dictionary.pad_index
         crit = criterion or cross_entropy(ignore_index=pad)
         tag_logits, label_logits = model(batch.tokens, batch.lengths)
         assert batch.tags is not None
-        tag_loss = crit(tag_logits.reshape(-1, tag_logits.size(-1)), batch.tags.reshape(-1))
+        crf = model_crf(model)
+        if crf is not None:
+            tag_loss = crf(tag_logits, batch.tags, batch.lengths.to(tag_logits.device)).sum()
+        else:
+            tag_loss = crit(tag_logits.reshape(-1, tag_logits.size(-1)), batch.tags.reshape(-1))
         label_loss = None
         if label_logits is not None and batch.labels is not None:
             label_loss = crit(label_logits, batch.labels)
@@ -268,15 +111,16 @@ class TaggingTask(SentenceTask):
             tag_loss = tag_loss + weight * label_loss
         return tag_loss, ntokens, nsentences
 
-    def valid_metrics(self, cfg: Any) -> set[str]:
+    def valid_metrics(self, cfg: TrainConfig) -> set[str]:
         """The metrics :meth:`evaluate` reports (``label_acc`` with labelled data)."""
         label = {"label_acc"} if self.label_dictionary is not None else set()
         return {"loss", "ppl", "f1", "precision", "recall", "acc", "sent_acc", "tokens"} | label
 
     @torch.inference_mode()
     def evaluate(
-        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
-    ) -> dict[str, float]:
+        self, model: torch.nn.Module, split: str, cfg: TrainConfig | Batching,
+        device: torch.device, *, shard: Shard = (0, 1),
+    ) -> dict[str, float]:  # fmt: skip
         """The objective (``loss``, ``ppl`` its exp), CoNLL span ``f1``, ``precision`` and
         ``recall``, token ``acc``, with a label head ``label_acc``, and ``sent_acc`` (every tag
         and the label right); scores in percent."""
@@ -295,6 +139,16 @@ class TaggingTask(SentenceTask):
             out["label_acc"] = 100 * t.label_right / t.labelled
         return out | {"sent_acc": 100 * t.sent_right / max(t.sentences, 1), "tokens": t.tokens}
 
+    def best_tags(self, model: torch.nn.Module, tag_logits: Tensor, lengths: Tensor) -> Tensor:
+        """Predicted tag ids (B, T) from ``tag_logits`` (B, T, K) and ``lengths`` (B,): the
+        Viterbi path of the model's CRF, else the best predictable tag at each step. Every
+        caller decodes here (validation, ``generate`` on a split or raw lines, ``tag``)."""
+        assert self.tag_mask is not None
+        crf = model_crf(model)
+        if crf is None:
+            return decode(tag_logits, self.tag_mask)
+        return crf.decode(tag_logits, lengths.to(tag_logits.device)).tags
+
     def tally(self, t: Tally, model: torch.nn.Module, batch: SentenceBatch) -> None:
         """Add one batch's losses and decoded tags and labels to ``t``."""
         assert self.tag_dictionary is not None and batch.tags is not None
@@ -311,8 +165,7 @@ class TaggingTask(SentenceTask):
             t.label_nll, t.labelled = t.label_nll + label_loss.item(), t.labelled + int(has.sum())
             t.label_right += int(label_ok.sum())
         tags = self.tag_dictionary
-        assert self.tag_mask is not None
-        hyp_tags = decode(tag_logits, self.tag_mask).cpu()
+        hyp_tags = self.best_tags(model, tag_logits, batch.lengths).cpu()
         gold_tags = batch.tags.cpu()
         for row, n in enumerate(batch.lengths.tolist()):
             g, h = gold_tags[row, :n].tolist(), hyp_tags[row, :n].tolist()
@@ -341,7 +194,8 @@ class TaggingTask(SentenceTask):
         for rows, (tag_logits, label_logits) in self.run_lines(
             model, lines, device, batch_size, limit
         ):
-            hyp = decode(tag_logits, self.tag_mask).cpu()
+            lengths = torch.tensor([len(tokens) for _, tokens in rows])
+            hyp = self.best_tags(model, tag_logits, lengths).cpu()
             for row, (i, tokens) in enumerate(rows):
                 ids = hyp[row, : len(tokens)].tolist()
                 r = {"tokens": tokens, "tags": [self.tag_dictionary[j] for j in ids]}
@@ -374,6 +228,7 @@ class ClassificationTask(SentenceTask):
     """One label per sentence (intent, topic, sentiment)."""
 
     name = "classification"
+    inference = Classifier
     has_tags = False
 
     def build(self, cls: type, cfg: Any) -> torch.nn.Module:
@@ -395,14 +250,15 @@ class ClassificationTask(SentenceTask):
         labelled = int((batch.labels != pad).sum())
         return crit(model(batch.tokens, batch.lengths), batch.labels), labelled, labelled
 
-    def valid_metrics(self, cfg: Any) -> set[str]:
+    def valid_metrics(self, cfg: TrainConfig) -> set[str]:
         """The metrics :meth:`evaluate` reports."""
         return {"loss", "ppl", "acc"}
 
     @torch.inference_mode()
     def evaluate(
-        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
-    ) -> dict[str, float]:
+        self, model: torch.nn.Module, split: str, cfg: TrainConfig | Batching,
+        device: torch.device, *, shard: Shard = (0, 1),
+    ) -> dict[str, float]:  # fmt: skip
         """Label NLL per sentence (``loss``, ``ppl`` its exp) and accuracy ``acc`` (percent)."""
         assert self.label_mask is not None
         model.eval()

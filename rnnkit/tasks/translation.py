@@ -11,13 +11,12 @@ command line and the Python API translate passes through :meth:`TranslationTask.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,42 +30,26 @@ from rnnkit.generation.search import Hypothesis, SearchConfig, generate, replace
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks import TASK_REGISTRY
+from rnnkit.tasks.base import Batching, Shard, TaskBase, tokenizer_name
+from rnnkit.tasks.inference.translation import Translator
+from rnnkit.tasks.translation_data import (
+    PairBatch,
+    TranslationFiles,
+    bleu_search_config,
+    collate,
+    valid_config,
+)  # fmt: skip
 from rnnkit.tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
 from rnnkit.training import preflight
 from rnnkit.training.checkpoint import load_weights
+from rnnkit.training.config import TranslationTrainOptions
 from rnnkit.training.criteria import Criterion, cross_entropy
 
-
-@dataclass
-class PairBatch:
-    """A batch of sentence pairs, right-padded: source (B, S), decoder input and target (B, T)."""
-
-    ids: torch.Tensor  # (B,) example indices in the split
-    src_tokens: torch.Tensor
-    src_lengths: torch.Tensor  # (B,)
-    prev_output_tokens: torch.Tensor  # </s> y_1 … y_{T-1}
-    target: torch.Tensor  # y_1 … y_T (the last real one is </s>)
-
-    def to(self, device: torch.device) -> PairBatch:
-        fields = (self.ids, self.src_tokens, self.src_lengths, self.prev_output_tokens, self.target)
-        return PairBatch(*(t.to(device) for t in fields))
+if TYPE_CHECKING:
+    from rnnkit.training.config import TrainConfig
 
 
-def collate(
-    ids: Sequence[int], srcs: Sequence[np.ndarray], tgts: Sequence[np.ndarray], pad: int, eos: int
-) -> PairBatch:
-    """Pad a list of (source, target) id arrays into a :class:`PairBatch`."""
-    b = len(ids)
-    src = torch.full((b, max(len(s) for s in srcs)), pad, dtype=torch.long)
-    tgt = torch.full((b, max(len(t) for t in tgts)), pad, dtype=torch.long)
-    prev = tgt.clone()
-    for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
-        src[i, : len(s)] = torch.from_numpy(s.astype(np.int64))
-        tgt[i, : len(t)] = torch.from_numpy(t.astype(np.int64))
-        prev[i, 0] = eos
-        prev[i, 1 : len(t)] = tgt[i, : len(t) - 1]
-    lengths = torch.tensor([len(s) for s in srcs])
-    return PairBatch(torch.tensor(list(ids)), src, lengths, prev, tgt)
+__all__ = ["PairBatch", "TranslateOptions", "Translation", "TranslationTask", "collate"]
 
 
 @dataclass(frozen=True)
@@ -91,10 +74,12 @@ class Translation:
 
 
 @TASK_REGISTRY.register("translation")
-class TranslationTask:
+class TranslationTask(TranslationFiles, TaskBase):
     """Sentence-level translation between a source and a target language."""
 
     name = "translation"
+    inference = Translator
+    train_options = TranslationTrainOptions
 
     def __init__(
         self,
@@ -117,8 +102,7 @@ class TranslationTask:
         src, tgt = opts.get("source_lang"), opts.get("target_lang")
         if not (src and tgt):
             raise RnnkitError(f"{data_dir}/preprocess.json: no source_lang/target_lang")
-        tok = meta.get("tokenizer", {"name": "space"})
-        name = tok.get("name", "space") if isinstance(tok, Mapping) else str(tok)
+        name = tokenizer_name(meta)
         d = Path(data_dir)
         return cls(Dictionary.load(d / f"dict.{src}.txt"), Dictionary.load(d / f"dict.{tgt}.txt"),
                    load_tokenizer(name, data_dir), (src, tgt), os.fspath(data_dir))  # fmt: skip
@@ -169,7 +153,7 @@ class TranslationTask:
         return self._datasets[split]
 
     def batches(
-        self, split: str, cfg: Any, seed: int | None = None, limit: bool = False
+        self, split: str, cfg: TrainConfig | Batching, seed: int | None = None, limit: bool = False
     ) -> list[np.ndarray]:
         """Length-bucketed batches of ``split``; ``limit`` skips over-long pairs with a warning."""
         src, tgt = self.datasets(split)
@@ -188,13 +172,13 @@ class TranslationTask:
 
     def train_iterator(
         self,
-        cfg: Any,
+        cfg: TrainConfig,
         model: torch.nn.Module,
         device: torch.device,
         generator: torch.Generator,
         resume: Mapping[str, Any] | None = None,
         *,
-        shard: tuple[int, int] = (0, 1),
+        shard: Shard = (0, 1),
     ) -> BatchIterator:
         """This epoch's batches of ``train``: one global order from a seed drawn from
         ``generator`` (or the resumed one), of which worker ``rank`` of ``world`` (``shard``)
@@ -213,7 +197,7 @@ class TranslationTask:
         return collate(ids, [src[i] for i in ids], [tgt[i] for i in ids], d.pad_index, d.eos_index)
 
     # --- checks before training (rnnkit.training.preflight) --------------------------------
-    def check_split(self, split: str, cfg: Any, *, train: bool, world: int = 1) -> None:
+    def check_split(self, split: str, cfg: TrainConfig, *, train: bool, world: int = 1) -> None:
         """``split`` exists with a target per source, has pairs to use (``train``: within
         ``--max-source/target-positions``) that fit ``--max-tokens``, enough for ``world``
         workers, and its first batch builds. Reads the index and one batch only."""
@@ -238,15 +222,15 @@ class TranslationTask:
             preflight.check_workers(self.data_dir, split, len(ids), world)
         sizes = np.maximum(src.sizes[ids], tgt.sizes[ids]).astype(np.int64)
         preflight.check_max_tokens(self.data_dir, split, sizes, ids, cfg.max_tokens)
-        size = cfg.batch_size if train else _valid_cfg(cfg).batch_size
+        size = cfg.batch_size if train else valid_config(cfg).batch_size
         self.collate(split, ids[preflight.first_batch(sizes, size, cfg.max_tokens)].tolist())
 
-    def check_options(self, cfg: Any) -> None:
+    def check_options(self, cfg: TrainConfig) -> None:
         """``--eval-bleu-args`` holds valid decoding options (read at the start, not when the
         first validation decodes)."""
-        _search_cfg(cfg.eval_bleu_args)
+        bleu_search_config(cfg.eval_bleu_args)
 
-    def valid_metrics(self, cfg: Any) -> set[str]:
+    def valid_metrics(self, cfg: TrainConfig) -> set[str]:
         """The metrics :meth:`evaluate` reports."""
         return {"loss", "ppl", "tokens"} | ({"bleu"} if cfg.eval_bleu else set())
 
@@ -270,24 +254,26 @@ class TranslationTask:
 
     @torch.inference_mode()
     def evaluate(
-        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device
-    ) -> dict[str, float]:
+        self, model: torch.nn.Module, split: str, cfg: TrainConfig, device: torch.device,
+        *, shard: Shard = (0, 1),
+    ) -> dict[str, float]:  # fmt: skip
         """NLL per target token (nats), perplexity, and with ``--eval-bleu`` sacreBLEU of the
         detokenized translations against the detokenized references."""
         model.eval()
         total, count = 0.0, 0
-        vcfg = _valid_cfg(cfg)
+        vcfg = valid_config(cfg)
         for ids in self.batches(split, vcfg):
             loss, n, _ = self.loss(model, self.collate(split, ids.tolist()))
             total, count = total + loss.item(), count + n
         nll = total / max(count, 1)
         result = {"loss": nll, "ppl": math.exp(min(nll, 100.0)), "tokens": count}
         if cfg.eval_bleu:
-            result["bleu"] = self.bleu(model, split, vcfg, device, _search_cfg(cfg.eval_bleu_args))
+            search = bleu_search_config(cfg.eval_bleu_args)
+            result["bleu"] = self.bleu(model, split, vcfg, device, search)
         return result
 
     def bleu(
-        self, model: torch.nn.Module, split: str, cfg: Any, device: torch.device,
+        self, model: torch.nn.Module, split: str, cfg: Batching | TrainConfig, device: torch.device,
         search: SearchConfig,
     ) -> float:  # fmt: skip
         """Corpus sacreBLEU of ``split`` decoded with ``search``."""
@@ -303,7 +289,7 @@ class TranslationTask:
 
     # --- inference -------------------------------------------------------------------------
     def generate_split(
-        self, model: torch.nn.Module, split: str, cfg: Any, search: SearchConfig,
+        self, model: torch.nn.Module, split: str, cfg: Batching, search: SearchConfig,
         device: torch.device,
     ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:  # fmt: skip
         """Decode a binarized split batch by batch: (example ids, their hypotheses)."""
@@ -392,28 +378,3 @@ class TranslationTask:
             unk = self.tgt_dict[self.tgt_dict.unk_index]
             tokens = replace_unk(tokens, source, hypo.alignment.tolist(), options.align_dict, unk)
         return tokens
-
-
-def _valid_cfg(cfg: Any) -> Any:
-    """Validation batches: ``--valid-batch-size`` sentences (default ``--batch-size``)."""
-    from dataclasses import replace
-
-    return replace(cfg, batch_size=cfg.valid_batch_size or cfg.batch_size)
-
-
-def _search_cfg(args: str) -> SearchConfig:
-    """``--eval-bleu-args`` JSON → :class:`SearchConfig`."""
-    try:
-        fields = json.loads(args or "{}")
-    except json.JSONDecodeError as e:
-        raise RnnkitError(f"--eval-bleu-args: invalid JSON: {e.msg}") from None
-    if not isinstance(fields, dict):
-        raise RnnkitError(
-            f'--eval-bleu-args: expected a JSON object, e.g. {{"beam": 4}}; got {args}'
-        )
-    try:
-        return resolve(SearchConfig, fields, source="--eval-bleu-args")
-    except RnnkitError as e:
-        if "--eval-bleu-args" in str(e):
-            raise
-        raise RnnkitError(f"--eval-bleu-args: {e}") from None

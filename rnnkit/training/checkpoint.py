@@ -159,6 +159,17 @@ def _pickle_calls_code(p: Path) -> bool:
     return False
 
 
+def upgrade_state_dict(model: torch.nn.Module, weights: Mapping[str, Any]) -> dict[str, Any]:
+    """``weights`` with the names older checkpoints used renamed to ``model``'s: every submodule
+    with an ``upgrade_state_dict_named(state_dict, prefix)`` method renames its own, in place."""
+    weights = dict(weights)
+    for name, module in model.named_modules():
+        upgrade = getattr(module, "upgrade_state_dict_named", None)
+        if callable(upgrade):
+            upgrade(weights, f"{name}." if name else "")
+    return weights
+
+
 def load_weights(
     model: torch.nn.Module, weights: Mapping[str, Any], path: str | os.PathLike | None = None
 ) -> None:
@@ -170,6 +181,7 @@ def load_weights(
     where = f"{os.fspath(path)}: " if path is not None else ""
     if not isinstance(weights, Mapping):
         raise IncompatibleCheckpoint(f"{where}damaged checkpoint: 'model_state' is not a mapping")
+    weights = upgrade_state_dict(model, weights)
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     extra = [k for k in weights if k not in expected]

@@ -26,7 +26,6 @@ bounds them).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import json
 import math
@@ -35,9 +34,7 @@ import signal
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rnnkit.data import shards
 from rnnkit.errors import RnnkitError
@@ -45,8 +42,12 @@ from rnnkit.io import writing
 from rnnkit.reporting import get_reporter
 from rnnkit.training import distributed, preflight
 from rnnkit.training.optim import set_lr
-from rnnkit.training.precision import Precision
+from rnnkit.training.rng import lent_process_state
 from rnnkit.training.run import Progress, Run, build_run, pick_device, save
+from rnnkit.training.update import averaged_weights, train_step, train_update
+
+if TYPE_CHECKING:
+    from rnnkit.tasks.base import Shard, TrainIterator
 
 __all__ = [  # build_run and pick_device live in rnnkit.training.run; imported from here too
     "Progress", "Run", "TrainingInterrupted", "averaged_weights", "build_run", "fit",
@@ -124,94 +125,13 @@ def _agree_on_signals(caught: list[int]) -> bool:
     return _adopt(distributed.all_reduce_sum(_signal_votes(caught)), caught)
 
 
-def train_update(
-    run: Run, batches: Sequence[Any], itr: Any, votes: Sequence[float] = ()
-) -> tuple[float, float, list[float]]:
-    """One update from ``batches`` (``--update-freq`` micro-batches): forward and backward each
-    (DDP syncs gradients on the last only), normalize by the global token or sequence count,
-    clip the global gradient norm, step.
-
-    ``votes`` are summed over workers in the same all-reduce as the loss statistics. Returns the
-    summed loss and target tokens of all workers, and the summed votes. A non-finite loss stops
-    the run before the step, so the last checkpoint stays the last good one.
-    """
-    # Not `train_model or model`: a compiled module refuses len(), so its truth value raises.
-    model = run.train_model if run.train_model is not None else run.model
-    precision = run.precision or Precision("none", run.device)
-    run.model.train()
-    run.optimizer.zero_grad(set_to_none=True)
-    losses, ntokens, nsentences, lr_scale = [], 0, 0, 0.0
-    for i, batch in enumerate(batches):
-        sync = i == len(batches) - 1
-        with contextlib.nullcontext() if sync else distributed.no_sync(model):
-            with precision.autocast():
-                loss, ntok, nsent = run.task.loss(model, batch, itr, run.criterion)
-            precision.backward(loss)
-        losses.append(loss.detach())
-        ntokens, nsentences = ntokens + ntok, nsentences + nsent
-        lr_scale += getattr(batch, "scale", 1.0) / len(batches)
-    loss_sum, ntokens, nsentences, *votes = distributed.all_reduce_sum(
-        [torch.stack(losses).double().sum().item(), ntokens, nsentences, *votes]
-    )
-    if not math.isfinite(loss_sum):
-        raise RnnkitError(
-            f"loss is {loss_sum} at update {run.progress.updates + 1} (epoch "
-            f"{run.progress.epoch}); stopped, last good checkpoint kept in {run.save_dir}"
-        )
-    precision.unscale(run.optimizer)
-    # DDP averaged the gradients of summed losses over workers: × W / global count = their mean.
-    denom = ntokens if run.cfg.loss_average == "tokens" else nsentences
-    factor = distributed.world_size() / max(denom, 1)
-    for p in run.model.parameters():
-        if p.grad is not None:
-            p.grad.mul_(factor)
-    if run.cfg.clip_norm > 0:  # the gradients are the same on every worker: this is the global norm
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip_norm)
-    set_lr(run.optimizer, run.schedule.lr * lr_scale)
-    precision.step(run.optimizer)
-    run.progress.updates += 1
-    run.schedule.step_update(run.progress.updates)
-    return loss_sum, ntokens, votes
-
-
-def train_step(run: Run, batch: Any, itr: Any) -> tuple[float, int]:
-    """One update from one batch; returns the summed loss and the number of target tokens."""
-    loss, ntokens, _ = train_update(run, [batch], itr)
-    return loss, int(ntokens)
-
-
-@contextlib.contextmanager
-def averaged_weights(run: Run) -> Iterator[None]:
-    """With ``asgd``, evaluate the Polyak-averaged weights, then put the raw ones back."""
-    if not isinstance(run.optimizer, torch.optim.ASGD):
-        yield
-        return
-    saved = []
-    with torch.no_grad():
-        for p in run.model.parameters():
-            ax = run.optimizer.state.get(p, {}).get("ax")
-            if ax is not None:
-                saved.append((p, p.detach().clone()))
-                p.copy_(ax)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for p, raw in saved:
-                p.copy_(raw)
-
-
-def _takes_shard(method: Any) -> bool:
-    params = inspect.signature(method).parameters.values()
-    return any(p.name == "shard" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+def _shard() -> Shard:
+    return (distributed.rank(), distributed.world_size())
 
 
 def _evaluate(run: Run, split: str) -> dict[str, float]:
-    """A task whose ``evaluate`` takes ``shard`` splits the work; others evaluate it all."""
-    if distributed.world_size() > 1 and _takes_shard(run.task.evaluate):
-        shard = (distributed.rank(), distributed.world_size())
-        return run.task.evaluate(run.model, split, run.cfg, run.device, shard=shard)
-    return run.task.evaluate(run.model, split, run.cfg, run.device)
+    """The task may split the work by ``shard`` (and all-reduce), or evaluate it all."""
+    return run.task.evaluate(run.model, split, run.cfg, run.device, shard=_shard())
 
 
 def validate(run: Run) -> dict[str, dict[str, float]]:
@@ -275,19 +195,11 @@ def _done(run: Run) -> bool:
     return finished(run) is not None
 
 
-def _train_iterator(run: Run) -> Any:
+def _train_iterator(run: Run) -> TrainIterator:
     """This worker's iterator over the epoch; every worker must get as many batches."""
-    task, world = shards.train_task(run.task, run.progress.epoch), distributed.world_size()
-    kwargs = {}
-    if world > 1:
-        if not _takes_shard(task.train_iterator):
-            raise RnnkitError(
-                f"task {task.name!r} cannot train on {world} workers: its train_iterator takes "
-                "no shard= (docs/overview.md, 'Distributed training')"
-            )
-        kwargs["shard"] = (distributed.rank(), world)
+    task = shards.train_task(run.task, run.progress.epoch)
     itr = task.train_iterator(
-        run.cfg, run.model, run.device, run.data_rng, run.progress.iterator, **kwargs
+        run.cfg, run.model, run.device, run.data_rng, run.progress.iterator, shard=_shard()
     )
     sizes = distributed.all_gather_object(len(itr))
     if len(set(sizes)) > 1:
@@ -376,10 +288,13 @@ def fit(run: Run) -> Progress:
     unknown name) with a :class:`~rnnkit.training.preflight.PreflightError`. The save dir's
     lock is released at the end (:meth:`Run.close`). Under torchrun, a worker that loses the
     others (one died, raised or hung past ``--ddp-timeout``) raises
-    :class:`~rnnkit.training.distributed.WorkerLost`.
+    :class:`~rnnkit.training.distributed.WorkerLost`. Torch's global generators (the run's
+    dropout stream, ``run.rng``) and the reporter are the run's while it trains and the
+    caller's again afterwards (:func:`~rnnkit.training.rng.lent_process_state`).
     """
     try:
-        return _fit(run)
+        with lent_process_state(run):  # the run's dropout stream and reporter, given back after
+            return _fit(run)
     except Exception as e:
         last = run.save_dir / "checkpoint_last.pt"
         saved = run.saved_updates

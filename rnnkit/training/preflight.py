@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,12 +30,15 @@ from rnnkit.errors import RnnkitError
 from rnnkit.registry import suggest
 from rnnkit.training.config import TrainConfig
 
+if TYPE_CHECKING:
+    from rnnkit.tasks.base import Task
+
 
 class PreflightError(RnnkitError):
     """A mistake found before training; every worker finds the same one."""
 
 
-def valid_splits(cfg: Any) -> list[str]:
+def valid_splits(cfg: TrainConfig) -> list[str]:
     """The ``--valid-subset`` splits, in order, each once."""
     return list(dict.fromkeys(cfg.valid_subset.split(",")))
 
@@ -116,12 +119,9 @@ def _check_names(cfg: TrainConfig) -> None:
     CRITERION_REGISTRY.entry(cfg.criterion)
 
 
-def _check_metric(cfg: TrainConfig, task: Any) -> None:
-    """``--best-checkpoint-metric`` must be one validation reports (tasks that say which)."""
-    metrics_of = getattr(task, "valid_metrics", None)
-    if metrics_of is None:
-        return
-    metrics: Collection[str] = metrics_of(cfg)
+def _check_metric(cfg: TrainConfig, task: Task) -> None:
+    """``--best-checkpoint-metric`` must be one validation reports."""
+    metrics: Collection[str] = task.valid_metrics(cfg)
     metric = cfg.best_checkpoint_metric
     if metric in metrics:
         return
@@ -134,7 +134,7 @@ def _check_metric(cfg: TrainConfig, task: Any) -> None:
     )
 
 
-def check_run(cfg: TrainConfig, task: Any, world: int = 1) -> None:
+def check_run(cfg: TrainConfig, task: Task, world: int = 1) -> None:
     """Everything about a run with options ``cfg`` on ``task``'s data that needs no training,
     for ``world`` workers; raises a one-line :class:`PreflightError`."""
     try:
@@ -142,15 +142,11 @@ def check_run(cfg: TrainConfig, task: Any, world: int = 1) -> None:
         if cfg.eval_bleu and not callable(getattr(task, "bleu", None)):
             raise PreflightError(f"--eval-bleu: task {task.name!r} does not decode to text")
         _check_metric(cfg, task)
-        check_options = getattr(task, "check_options", None)
-        if check_options is not None:
-            check_options(cfg)
-        check_split = getattr(task, "check_split", None)
-        if check_split is not None:
-            for shard in shards.train_tasks(task):  # the train split of every data shard
-                shard.check_split("train", cfg, train=True, world=world)
-            for split in valid_splits(cfg):
-                check_split(split, cfg, train=False, world=world)
+        task.check_options(cfg)
+        for shard in shards.train_tasks(task):  # the train split of every data shard
+            shard.check_split("train", cfg, train=True, world=world)
+        for split in valid_splits(cfg):
+            task.check_split(split, cfg, train=False, world=world)
     except PreflightError:
         raise
     except RnnkitError as e:
@@ -159,7 +155,7 @@ def check_run(cfg: TrainConfig, task: Any, world: int = 1) -> None:
 
 def check_launch(
     cfg: TrainConfig,
-    task: Any,
+    task: Task,
     arch: str,
     model_layers: list[Mapping[str, Any] | None],
     save_dir: Path,

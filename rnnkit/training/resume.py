@@ -35,12 +35,15 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnkit.config import fields_of, kebab, resolve, to_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.models import resolve_arch
 from rnnkit.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from rnnkit.tasks.base import Task
 
 LOCAL = frozenset(
     {"device", "threads", "compile", "ddp_timeout", "log_interval", "stop_time_hours",
@@ -82,7 +85,7 @@ def merge_train_config(
 
     Returns the config, the changed fields as ``{name: (old, new)}`` and notes for the log.
     """
-    fields = fields_of(TrainConfig)
+    fields = fields_of(type(cfg))  # a plugin task's options make a subclass (train_config_class)
     wanted = set(fields) if given is None else {k.replace("-", "_") for k in given}
     values: dict[str, Any] = {}
     notes = []
@@ -99,7 +102,7 @@ def merge_train_config(
                 )
         else:
             values[name] = mine if name in wanted else saved[name]
-    merged = resolve(TrainConfig, values, source="option in the checkpoint's train_config")
+    merged = resolve(type(cfg), values, source="option in the checkpoint's train_config")
     changed = {
         name: (saved[name], getattr(merged, name))
         for name in fields
@@ -137,7 +140,7 @@ def merge_model_layers(
     return [saved_layer, *(layer for layer in layers if layer)], changed
 
 
-def check_dictionaries(task: Any, state: Mapping[str, Any], source: Path) -> None:
+def check_dictionaries(task: Task, state: Mapping[str, Any], source: Path) -> None:
     """Refuse a data directory whose dictionaries differ from the checkpoint's."""
     saved = state.get("dictionaries")
     if saved is None:
@@ -145,7 +148,7 @@ def check_dictionaries(task: Any, state: Mapping[str, Any], source: Path) -> Non
     mine = task.checkpoint_data().get("dictionaries", {})
     for name in sorted(set(saved) | set(mine)):
         if saved.get(name) != mine.get(name):
-            where = f" of {task.data_dir}" if getattr(task, "data_dir", None) else ""
+            where = f" of {task.data_dir}" if task.data_dir else ""
             raise RnnkitError(
                 f"resume: the {name!r} dictionary{where} differs from the one {source} was "
                 f"trained with; train on that data, or {WAY_OUT}"
@@ -155,7 +158,7 @@ def check_dictionaries(task: Any, state: Mapping[str, Any], source: Path) -> Non
 def plan_resume(
     cfg: TrainConfig,
     given: Collection[str] | None,
-    task: Any,
+    task: Task,
     arch: str,
     model_layers: Sequence[Mapping[str, Any] | None],
     state: Mapping[str, Any],

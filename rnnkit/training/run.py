@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rnnkit.config import to_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.io import WriteError
-from rnnkit.reporting import get_reporter
+from rnnkit.reporting import Reporter, get_reporter, using_reporter
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig
@@ -33,6 +33,10 @@ from rnnkit.training.lock import SaveDirLock
 from rnnkit.training.optim import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, set_lr
 from rnnkit.training.precision import Precision, maybe_compile
 from rnnkit.training.resume import ResumePlan, plan_resume
+from rnnkit.training.rng import cuda_devices, seeded_rng_state
+
+if TYPE_CHECKING:
+    from rnnkit.tasks.base import Task
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Run:
     """Everything one training run holds."""
 
     cfg: TrainConfig
-    task: Any
+    task: Task
     arch: str
     model: torch.nn.Module  # the plain module: checkpoints, evaluation, the task's helpers
     model_cfg: Any
@@ -67,6 +71,10 @@ class Run:
     precision: Precision | None = None
     saved_updates: int | None = None  # updates in the newest checkpoint_last.pt (for messages)
     lock: SaveDirLock | None = None  # rank 0's hold on save_dir, released by close()
+    # This worker's dropout stream (ckpt.rng_state()'s form); None while fit has it in torch's
+    # global generators, the only ones dropout draws from (rnnkit.training.rng).
+    rng: dict[str, Any] | None = None
+    reporter: Reporter = field(default_factory=get_reporter)  # quiet on workers but rank 0
 
     def close(self) -> None:
         """Release the save dir (fit does at its end; the process's exit does in any case)."""
@@ -86,11 +94,12 @@ def pick_device(name: str) -> torch.device:
 
 def build_run(
     cfg: TrainConfig,
-    task: Any,
+    task: Task,
     arch: str,
     model_layers: list,
     save_dir: Path,
     given: Collection[str] | None = None,
+    reporter: Reporter | None = None,
 ) -> Run:
     """Join the workers (under torchrun), lock ``save_dir``, seed, build model/optimizer/
     schedule, restore ``restore_file`` if present, and wrap the model for training (DDP,
@@ -99,13 +108,34 @@ def build_run(
     ``given`` names the fields of ``cfg`` given this time (command line, ``--config``); on
     resume they override the checkpoint's options, the others are the checkpoint's
     (:mod:`rnnkit.training.resume`). None: every field of ``cfg`` was given.
+
+    Joining torchrun's group aside, nothing process-wide changes: ``--threads`` is the command
+    line's to set; the weights are drawn from ``cfg.seed`` in forked generators and the dropout
+    stream is kept in ``run.rng``; ``reporter`` (default: the one in use; a quiet copy on workers
+    but rank 0) is used while building and kept in ``run.reporter``. ``fit`` borrows both
+    process-wide only while it trains (:func:`~rnnkit.training.rng.lent_process_state`).
     """
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     device = distributed.setup(pick_device(cfg.device), cfg.ddp_timeout)
-    rank = distributed.rank()
-    if rank > 0:
-        get_reporter().quiet = True  # rank 0 alone logs and shows progress
+    reporter = reporter or get_reporter()
+    if distributed.rank() > 0:
+        reporter = reporter.quieted()  # rank 0 alone logs and shows progress
+    with using_reporter(reporter):
+        run = _build(cfg, task, arch, model_layers, save_dir, given, device)
+        run.reporter = reporter
+        run.train_model = maybe_compile(distributed.wrap(run.model, device), cfg.compile, device)
+    return run
+
+
+def _build(
+    cfg: TrainConfig,
+    task: Task,
+    arch: str,
+    model_layers: list,
+    save_dir: Path,
+    given: Collection[str] | None,
+    device: torch.device,
+) -> Run:
+    """build_run's work under the save dir's lock: a fresh or restored run."""
     lock = _lock_save_dir(save_dir)
     try:
         state = _read_restore_file(cfg, save_dir)
@@ -129,17 +159,23 @@ def build_run(
         if lock is not None:
             lock.release()
         raise
-    run.train_model = maybe_compile(distributed.wrap(run.model, device), cfg.compile, device)
     return run
 
 
 def _assemble(
-    cfg: TrainConfig, task: Any, arch: str, model_layers: list, save_dir: Path, device: torch.device
+    cfg: TrainConfig,
+    task: Task,
+    arch: str,
+    model_layers: list,
+    save_dir: Path,
+    device: torch.device,
 ) -> Run:
     """A fresh run: seeded model, optimizer, schedule and criterion."""
     rank = distributed.rank()
-    torch.manual_seed(cfg.seed)  # the same initial weights on every worker
-    model, model_cfg = task.build_model(arch, *model_layers)
+    with torch.random.fork_rng(devices=cuda_devices()):
+        torch.manual_seed(cfg.seed)  # the same initial weights on every worker
+        model, model_cfg = task.build_model(arch, *model_layers)
+        rng = ckpt.rng_state()  # rank 0's dropout continues the stream of the weights
     model.to(device)
     optimizer = OPTIMIZER_REGISTRY.get(cfg.optimizer)(model.parameters(), cfg)
     schedule = LR_SCHEDULER_REGISTRY.get(cfg.lr_scheduler)(cfg)
@@ -149,8 +185,7 @@ def _assemble(
     run = Run(cfg, task, arch, model, model_cfg, optimizer, schedule, criterion, device, save_dir)
     run.precision = Precision(cfg.amp, device)
     run.data_rng.manual_seed(cfg.seed)  # one data order for all workers
-    if rank > 0:
-        torch.manual_seed(cfg.seed + rank)  # but dropout masks of their own
+    run.rng = rng if rank == 0 else seeded_rng_state(cfg.seed + rank)  # own dropout masks
     return run
 
 
@@ -244,9 +279,10 @@ def _restore_progress(run: Run, state: dict[str, Any], plan: ResumePlan) -> None
     run.saved_updates = run.progress.updates
     # Each worker continues its own dropout stream; a worker the old run did not have starts one.
     rank, rngs = distributed.rank(), state.get("rng_ranks") or [state["rng"]]
-    ckpt.set_rng_state(rngs[rank] if rank < len(rngs) else state["rng"])
-    if rank >= len(rngs):
-        torch.manual_seed(run.cfg.seed + rank + run.progress.updates)
+    if rank < len(rngs):  # CUDA states a CPU run did not save stay as seeded
+        run.rng = {**(run.rng or {}), **rngs[rank]}
+    else:
+        run.rng = seeded_rng_state(run.cfg.seed + rank + run.progress.updates)
     run.data_rng.set_state(state["data_rng"])
 
 
@@ -256,7 +292,7 @@ def checkpoint_state(run: Run, itr: Any = None) -> dict[str, Any]:
     Every worker must call it: the iterator's and the RNG states are gathered from all of them.
     """
     run.progress.iterator = None if itr is None else itr.state_dict()
-    rngs = distributed.all_gather_object(ckpt.rng_state())
+    rngs = distributed.all_gather_object(ckpt.rng_state() if run.rng is None else run.rng)
     state = {
         "task": run.task.name,
         "arch": run.arch,

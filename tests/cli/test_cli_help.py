@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+from unittest import mock
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from rnnkit_cli.main import app
+from tests.helpers import run_main, run_rnnkit
 
 runner = CliRunner()
 COMMANDS = ("preprocess", "train", "generate", "sample", "score", "models")
@@ -37,22 +38,25 @@ def test_top_level_help_lists_the_completion_options():
         assert name in result.output
 
 
-def complete(rnnkit_bin: str, words: str) -> list[str]:
-    """What bash completion offers for the command line ``words`` (the last word is partial)."""
-    env = dict(os.environ, _RNNKIT_COMPLETE="complete_bash", COMP_WORDS=words,
-               COMP_CWORD=str(len(words.split()) - 1))  # fmt: skip
-    proc = subprocess.run([rnnkit_bin], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
+def complete(words: str) -> list[str]:
+    """What bash completion offers for the command line ``words`` (the last word is partial);
+    in-process: the protocol runs in the entry point's click ``main``, as in the command."""
+    env = {"_RNNKIT_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - 1)}  # fmt: skip
+    with mock.patch.dict(os.environ, env):
+        return run_main().stdout.split()
+
+
+def test_bash_completion_of_commands_and_options():
+    assert complete("rnnkit gen") == ["generate"]
+    assert complete("rnnkit generate --print-l") == ["--print-label"]
 
 
 @pytest.mark.e2e
-def test_bash_completion_of_commands_and_options(rnnkit_bin):
-    assert complete(rnnkit_bin, "rnnkit gen") == ["generate"]
-    assert complete(rnnkit_bin, "rnnkit generate --print-l") == ["--print-label"]
+@pytest.mark.slow
+def test_bash_detects_itself_for_show_completion(rnnkit_bin):
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
     # `; true` keeps bash from exec'ing rnnkit, so bash is the parent whose shell is detected.
-    proc = subprocess.run(["bash", "-c", f"{rnnkit_bin} --show-completion; true"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = run_rnnkit("bash", "-c", f"{rnnkit_bin} --show-completion; true", timeout=60)
     assert "complete -o default -F _rnnkit_completion rnnkit" in proc.stdout, proc.stderr

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 
-import pytest
 from typer.testing import CliRunner
 
-from rnnkit_cli.main import app, main
+from rnnkit_cli.main import app
+from tests.helpers import run_main as run_in_process
 
 runner = CliRunner()
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Run the real entry point (which turns RnnkitError into one line and exit code 2)."""
-    monkeypatch.setattr(sys, "argv", ["rnnkit", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+    proc = run_in_process(*args, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_help_lists_the_option_panels():
@@ -64,7 +60,8 @@ def test_unknown_task_and_tokenizer_list_the_valid_ones(tmp_path, monkeypatch, c
     code, _, err = run_main(monkeypatch, capsys, *base, "--tokenizer", "wordpiece")
     assert code == 2 and "(valid: char, sentencepiece, space" in err
     code, _, err = run_main(monkeypatch, capsys, *base, "--task", "tag")
-    assert code == 2 and "not one of lm, translation, tagging" in err
+    assert code == 2 and "unknown task 'tag'; did you mean 'tagging'?" in err
+    assert "(valid: classification, lm, tagging, translation)" in err
 
 
 def test_models_lists_architectures():

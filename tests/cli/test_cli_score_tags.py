@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from rnnkit_cli.main import app, main
+from rnnkit_cli.main import app
+from tests.helpers import run_main as run_in_process
 
 runner = CliRunner()
 
@@ -53,11 +53,8 @@ def test_label_accuracy_of_label_files(files):
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["rnnkit", *args])
-    with pytest.raises(SystemExit) as e:
-        main()
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+    proc = run_in_process(*args, check=False)  # the real entry point, in-process
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rnnkit.data.preprocess import PreprocessConfig, preprocess
+from tests.helpers import run_rnnkit
 from tests.unit.test_tagging import make_data
 
 pytestmark = [
@@ -35,8 +36,7 @@ TINY = ["--embed-dim", "8", "--hidden-size", "8"]
 
 def run_avx2(rnnkit_bin: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """``rnnkit ARGS`` with oneDNN capped at AVX2; it must exit 0 and warn once about bf16."""
-    proc = subprocess.run([rnnkit_bin, *args], input=stdin, capture_output=True, text=True,
-                          env=AVX2, timeout=300)  # fmt: skip
+    proc = run_rnnkit(rnnkit_bin, *args, stdin=stdin, env=AVX2, check=False)
     assert proc.returncode == 0, f"rnnkit {' '.join(args)} failed:\n{proc.stderr}"
     assert proc.stderr.count(WARNING) == 1, proc.stderr
     return proc

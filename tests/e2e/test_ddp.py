@@ -18,17 +18,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from rnnkit.config import resolve
-from rnnkit.registry import load_plugins
+from rnnkit.registry import load_plugins, scoped_registries
 from rnnkit.tasks import load_task
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import build_run, fit
+from tests.helpers import run_rnnkit
 
 pytestmark = [
     pytest.mark.e2e,
@@ -52,20 +54,20 @@ def _text() -> str:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, rnnkit_bin) -> Path:
+def data(tmp_path_factory, rnnkit_bin) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("ddp")
     (root / "train.txt").write_text(_text())
     (root / "valid.txt").write_text(_text()[:300])
-    subprocess.run(
-        [rnnkit_bin, "preprocess", "--task", "lm", "--tokenizer", "char", "--trainpref",
-         str(root / "train.txt"), "--validpref", str(root / "valid.txt"), "--destdir",
-         str(root / "lm")],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    run_rnnkit(rnnkit_bin, "preprocess", "--task", "lm", "--tokenizer", "char", "--trainpref",
+               str(root / "train.txt"), "--validpref", str(root / "valid.txt"), "--destdir",
+               str(root / "lm"), timeout=120)  # fmt: skip
     shutil.copytree(root / "lm", root / "lines")  # the same files, read by the batch-list task
     (root / "lines" / "preprocess.json").write_text(json.dumps({"task": "ddp_lines"}))
-    load_plugins([str(FIXTURES / "ddp_tasks")])  # for the one-worker references in this process
-    return root
+    # For the one-worker references in this process; undone after this module, so the
+    # fixture task does not show up in other modules' registry listings.
+    with scoped_registries():
+        load_plugins([str(FIXTURES / "ddp_tasks")])
+        yield root
 
 
 def flags(options: dict) -> list[str]:
@@ -89,9 +91,7 @@ def torchrun2(data: Path, save: Path, **options) -> subprocess.CompletedProcess:
     rnnkit_args.remove("2")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                 "2", "-m", "rnnkit_cli"]  # fmt: skip
-    proc = subprocess.run(launcher + rnnkit_args, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    return run_rnnkit(*launcher, *rnnkit_args)
 
 
 def train1(data: Path, save: Path, **options) -> dict[str, torch.Tensor]:
@@ -174,8 +174,7 @@ def test_a_killed_worker_ends_the_job_and_the_same_command_resumes(rnnkit_bin, d
     assert "SIGKILL" in err  # torchrun's summary names the root cause
     saved = load_checkpoint(save / "checkpoint_last.pt")["progress"]["updates"]
     assert first <= saved < 150
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
+    again = run_rnnkit(*cmd)
     assert f"resumed from {save / 'checkpoint_last.pt'}: epoch " in again.stderr
     assert f", update {saved}\n" in again.stderr
     straight = train1(data / "lm", tmp_path / "one", **opts)

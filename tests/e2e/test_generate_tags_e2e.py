@@ -13,6 +13,7 @@ import pytest
 
 import rnnkit
 from rnnkit.errors import RnnkitError
+from tests.helpers import run_main, run_rnnkit
 from tests.unit.test_tagging import toy, write_split
 
 pytestmark = pytest.mark.e2e
@@ -22,12 +23,7 @@ TRAIN = ["--optimizer", "adam", "--lr", "0.05", "--batch-size", "8", "--threads"
 LINES = ["a b c", "", "c d a b e", "e"]  # an empty line must give an empty line
 
 
-def run(rnnkit_bin: str, *args: str, stdin: str | None = None, check: bool = True):
-    proc = subprocess.run([rnnkit_bin, *args], input=stdin, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rnnkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+run = run_rnnkit  # tests/helpers.py
 
 
 def train(rnnkit_bin: str, root: Path, task: str, name: str, *args: str) -> tuple[Path, Path]:
@@ -149,14 +145,15 @@ def test_misuse_is_a_one_line_error(toy_root, tagger, rnnkit_bin, tmp_path):
     data, with_head = tagger
     _, headless = train(rnnkit_bin, toy_root, "tagging", "headless", "--arch", "rnn_tagger",
                         "--max-update", "1")  # fmt: skip
-    proc = run(rnnkit_bin, "generate", "--path", str(headless), "-i", "-", "--print-label",
-               stdin="a b\n", check=False)  # fmt: skip
+    proc = run_main(
+        "generate", "--path", str(headless), "-i", "-", "--print-label", stdin="a b\n", check=False
+    )  # in-process: one command's exit code and error line
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--print-label: this tagger has no label head" in proc.stderr
     with pytest.raises(RnnkitError, match="classify\\(\\) needs a classification model or a"):
         rnnkit.load(headless, device="cpu").classify(["a"])
-    bptt = run(rnnkit_bin, "score", str(data), "--path", str(with_head), "--bptt", "5",
-               check=False)  # fmt: skip
+    bptt = run_main("score", str(data), "--path", str(with_head), "--bptt", "5",
+                    check=False)  # fmt: skip
     assert bptt.returncode == 2 and "--bptt applies to language models" in bptt.stderr
 
 

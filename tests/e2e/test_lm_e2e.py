@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from rnnkit.training.checkpoint import load_checkpoint
+from tests.helpers import run_main, run_rnnkit
 
 pytestmark = pytest.mark.e2e
 
@@ -16,13 +17,7 @@ TEXT = "the cat sat on the mat\nthe dog sat on the log\n" * 30
 TINY = ["--embed-dim", "8", "--hidden-size", "16", "--num-layers", "1"]
 
 
-def run(rnnkit_bin: str, *args: str, stdin: str | None = None, check: bool = True, cwd=None):
-    proc = subprocess.run(
-        [rnnkit_bin, *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=300
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rnnkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+run = run_rnnkit  # tests/helpers.py; other e2e modules import it from here too
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +107,8 @@ def test_score_perplexity_and_raw_lines(trained, rnnkit_bin):
     assert seen["logprob"] > unseen["logprob"]  # a line like the training text is more likely
 
 
-def test_unknown_arch_lists_valid_ones(trained, rnnkit_bin):
-    p = run(
-        rnnkit_bin,
+def test_unknown_arch_lists_valid_ones(trained):
+    p = run_main(  # in-process: one command's exit code and error line
         "train",
         str(trained / "data"),
         "--arch",
@@ -127,9 +121,8 @@ def test_unknown_arch_lists_valid_ones(trained, rnnkit_bin):
     assert "did you mean 'lstm_lm_zaremba_small'" in p.stderr and "char_rnn" in p.stderr
 
 
-def test_unknown_model_field_suggests(trained, rnnkit_bin):
-    p = run(
-        rnnkit_bin,
+def test_unknown_model_field_suggests(trained):
+    p = run_main(
         "train",
         str(trained / "data"),
         "--arch",
@@ -153,14 +146,13 @@ def test_bad_checkpoints_fail_with_one_line(trained, rnnkit_bin, tmp_path):
         assert p.stderr.count("\n") == 1 and "rnnkit: error:" in p.stderr
 
 
-def test_data_dir_of_another_task_is_refused(trained, rnnkit_bin, tmp_path):
+def test_data_dir_of_another_task_is_refused(trained, tmp_path):
     src = tmp_path / "atis"
     src.mkdir()
     (src / "seq.in").write_text("i want to fly\nto boston\n")
     (src / "seq.out").write_text("O O O O\nO B-city\n")
     data = tmp_path / "tagdata"
-    run(
-        rnnkit_bin,
+    run_main(  # in-process: each command's exit code and error line
         "preprocess",
         "--task",
         "tagging",
@@ -170,10 +162,10 @@ def test_data_dir_of_another_task_is_refused(trained, rnnkit_bin, tmp_path):
         str(data),
     )
     ckpt = str(trained / "ckpt" / "checkpoint_best.pt")
-    p = run(rnnkit_bin, "score", str(data), "--path", ckpt, check=False)
+    p = run_main("score", str(data), "--path", ckpt, check=False)
     assert p.returncode == 2 and "data of task 'tagging', expected 'lm'" in p.stderr
-    p = run(rnnkit_bin, "train", str(data), "--arch", "char_rnn", "--save-dir", str(tmp_path / "x"),
-            check=False)  # fmt: skip
+    p = run_main("train", str(data), "--arch", "char_rnn", "--save-dir", str(tmp_path / "x"),
+                 check=False)  # fmt: skip
     assert p.returncode == 2 and "this data is for task 'tagging'" in p.stderr, p.stderr
 
 
@@ -214,7 +206,7 @@ def test_sigterm_saves_and_the_next_run_resumes(trained, rnnkit_bin, tmp_path):
     assert load_checkpoint(save / "checkpoint_last.pt")["progress"]["epoch"] == 2
 
 
-def test_help_of_every_command_has_an_example(rnnkit_bin):
+def test_help_of_every_command_has_an_example():
     for cmd in ("preprocess", "train", "sample", "score", "models"):
-        out = run(rnnkit_bin, cmd, "--help").stdout
+        out = run_main(cmd, "--help").stdout
         assert "Example" in out, cmd

@@ -4,7 +4,6 @@ they trained with the whole split in memory (the benchmark switch ``RNNKIT_BENCH
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch
 from rnnkit.tasks.lm import IN_RAM_ENV
 from rnnkit.training.checkpoint import load_checkpoint
 from tests.e2e.test_preflight_e2e import TINY
+from tests.helpers import run_rnnkit
 from tests.unit.test_training import make_char_data
 
 pytestmark = [
@@ -25,13 +25,10 @@ def test_two_workers_train_the_same_parameters_as_in_memory(rnnkit_bin, tmp_path
     weights = []
     for name, env in (("mapped", {}), ("in_ram", {IN_RAM_ENV: "1"})):
         save = tmp_path / name
-        proc = subprocess.run(
-            [rnnkit_bin, "train", str(data), "--save-dir", str(save), *TINY, "--batch-size", "4",
-             "--bptt", "6", "--random-bptt", "--max-update", "5", "--nproc-per-node", "2",
-             "--ddp-timeout", "60", "--seed", "3"],
-            env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
+        run_rnnkit(rnnkit_bin, "train", str(data), "--save-dir", str(save), *TINY,
+                   "--batch-size", "4", "--bptt", "6", "--random-bptt", "--max-update", "5",
+                   "--nproc-per-node", "2", "--ddp-timeout", "60", "--seed", "3",
+                   env={**os.environ, **env})  # fmt: skip
         weights.append(load_checkpoint(save / "checkpoint_last.pt")["model_state"])
     for k, v in weights[0].items():
         assert torch.equal(v, weights[1][k]), k

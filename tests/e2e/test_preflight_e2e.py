@@ -10,6 +10,7 @@ import torch
 
 from rnnkit.training.run import save
 from tests.e2e.test_lm_e2e import run
+from tests.helpers import run_main
 from tests.unit.test_training import make_char_data, make_run
 
 pytestmark = pytest.mark.e2e
@@ -30,10 +31,10 @@ def lm(tmp_path_factory) -> Path:
     return make_char_data(tmp_path_factory.mktemp("preflight") / "lm")
 
 
-def test_a_missing_valid_split_is_refused_before_the_first_epoch(lm, rnnkit_bin, tmp_path):
+def test_a_missing_valid_split_is_refused_before_the_first_epoch(lm, tmp_path):
     save_dir = tmp_path / "run"
-    proc = run(rnnkit_bin, "train", str(lm), "--save-dir", str(save_dir), *TINY, "--batch-size",
-               "4", "--max-epoch", "1", "--valid-subset", "dev", check=False)  # fmt: skip
+    proc = run_main("train", str(lm), "--save-dir", str(save_dir), *TINY, "--batch-size",
+                    "4", "--max-epoch", "1", "--valid-subset", "dev", check=False)  # fmt: skip
     line = error_line(proc)
     assert line == (
         f"rnnkit: error: --valid-subset: no 'dev' split in {lm} (dev.bin and dev.idx not found; "
@@ -43,18 +44,18 @@ def test_a_missing_valid_split_is_refused_before_the_first_epoch(lm, rnnkit_bin,
     assert not (save_dir / "checkpoint_last.pt").exists()
 
 
-def test_bad_sample_options_are_one_line_before_the_model_loads(rnnkit_bin, tmp_path):
+def test_bad_sample_options_are_one_line_before_the_model_loads(tmp_path):
     run_ = make_run(tmp_path, max_update=1)
     run_.save_dir.mkdir(parents=True, exist_ok=True)
     save(run_, None, epoch_end=False, is_best=False)
     ckpt = str(tmp_path / "run" / "checkpoint_last.pt")
     bad = ["--top-p", "0", "--top-k", "-1", "--temperature", "nan", "--length", "-1",
            "--num-samples", "0"]  # fmt: skip
-    line = error_line(run(rnnkit_bin, "sample", "--path", ckpt, *bad, check=False))
+    line = error_line(run_main("sample", "--path", ckpt, *bad, check=False))  # in-process
     for option in ("--top-p", "--top-k", "--temperature", "--length", "--num-samples"):
         assert option in line
     # Checked before loading: the same line for a checkpoint that does not exist.
-    missing = run(rnnkit_bin, "sample", "--path", str(tmp_path / "none.pt"), *bad, check=False)
+    missing = run_main("sample", "--path", str(tmp_path / "none.pt"), *bad, check=False)
     assert error_line(missing) == line
 
 

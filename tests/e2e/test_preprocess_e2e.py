@@ -12,13 +12,14 @@ import pytest
 
 from rnnkit.data.binarized import IndexedDataset
 from rnnkit.dictionary import Dictionary
+from tests.helpers import run_rnnkit
 
 pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def rnnkit(bin_: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([bin_, *args], capture_output=True, text=True, env=env, timeout=120)
+    return run_rnnkit(bin_, *args, env=env, check=False, timeout=120)
 
 
 def head(src: Path, dst: Path, n: int) -> Path:

@@ -6,7 +6,6 @@ The checkpoints are written in-process from untrained tiny models (no training n
 
 from __future__ import annotations
 
-import resource
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from rnnkit.training.checkpoint import save_checkpoint
 from rnnkit.training.run import checkpoint_state
+from tests.helpers import run_main, run_rnnkit
 from tests.unit import test_tagging, test_training
 from tests.unit.test_resources import bad_checkpoints
 
@@ -24,19 +24,7 @@ FSIZE_LIMIT = 4096  # bytes: room for the dictionary, not for train.bin
 
 def rnnkit(rnnkit_bin: str, *args: str, stdin: str = "", stdout=subprocess.PIPE, limit=None):
     """Run the installed command; ``limit`` is a file-size limit (``ulimit -f``) in bytes."""
-
-    def set_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return subprocess.run(
-        [rnnkit_bin, *args],
-        input=stdin,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=300,
-        preexec_fn=set_limit if limit else None,
-    )
+    return run_rnnkit(rnnkit_bin, *args, stdin=stdin, stdout=stdout, limit=limit, check=False)
 
 
 def the_error(proc: subprocess.CompletedProcess, *, alone: bool = True) -> str:
@@ -99,7 +87,7 @@ def test_preprocess_over_the_file_size_limit_names_the_file_and_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.txt"]
 
 
-def test_bad_checkpoints_are_one_line_in_every_command(rnnkit_bin, models, tmp_path):
+def test_bad_checkpoints_are_one_line_in_every_command(models, tmp_path):
     files = bad_checkpoints(models["lm"], tmp_path)
     commands = {
         "sample": ["sample", "--length", "3"],
@@ -114,17 +102,17 @@ def test_bad_checkpoints_are_one_line_in_every_command(rnnkit_bin, models, tmp_p
     for command, args in commands.items():
         for kind in kinds[command]:
             path, expected = files[kind]
-            proc = rnnkit(rnnkit_bin, *args, "--path", str(path), stdin="a b\n")
+            proc = run_main(*args, "--path", str(path), stdin="a b\n", check=False)
             assert the_error(proc).startswith(expected), (command, kind, proc.stderr)
             assert proc.stdout == ""
 
 
-def test_a_directory_as_path_gives_the_same_line_in_every_command(rnnkit_bin, tmp_path):
+def test_a_directory_as_path_gives_the_same_line_in_every_command(tmp_path):
     runs = tmp_path / "runs" / "x"
     runs.mkdir(parents=True)
     expected = f"{runs}: is a directory; give a checkpoint file such as {runs}/checkpoint_best.pt"
     for args in (["sample"], ["score", "--input", "-"], ["generate", "-i", "-"]):
-        assert the_error(rnnkit(rnnkit_bin, *args, "--path", str(runs))) == expected, args
+        assert the_error(run_main(*args, "--path", str(runs), check=False)) == expected, args
 
 
 def test_config_directory_and_save_dir_file_are_one_line(rnnkit_bin, models, tmp_path):

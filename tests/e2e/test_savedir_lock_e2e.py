@@ -15,6 +15,7 @@ import pytest
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.lock import SaveDirLock
 from tests.e2e.test_lm_e2e import TEXT, TINY, run
+from tests.helpers import run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +37,14 @@ def first(tmp_path_factory, rnnkit_bin):
     return root
 
 
-def again(rnnkit_bin, first, tmp_path, *options, check=True):
-    """Run ``train`` once more on a copy of the first run's save dir, with ``options`` only."""
+def again(first, tmp_path, *options, check=True):
+    """Run ``train`` once more on a copy of the first run's save dir, with ``options`` only
+    (in-process: what is checked is one command's exit code, messages and files)."""
     save = tmp_path / "ckpt"
     if not save.exists():
         shutil.copytree(first / "ckpt", save)
     args = ("train", str(first / "data"), "--arch", "char_rnn", "--save-dir", str(save))
-    return run(rnnkit_bin, *args, *options, check=check), save
+    return run_main(*args, *options, check=check), save
 
 
 def test_a_second_run_is_refused_and_kill_9_leaves_no_stale_lock(first, rnnkit_bin, tmp_path):
@@ -79,7 +81,7 @@ def test_a_finished_run_has_nothing_to_do_and_leftover_temp_files_go(first, rnnk
     (save / ".checkpoint_best.pt.p0w9e7r6.tmp").write_bytes(b"\0" * 10)
     log = (save / "train_log.jsonl").read_bytes()
     last = (save / "checkpoint_last.pt").read_bytes()
-    proc, _ = again(rnnkit_bin, first, tmp_path)
+    proc, _ = again(first, tmp_path)
     assert "removed 2 leftover temporary file(s)" in proc.stderr
     assert not list(save.glob(".*.tmp"))
     assert "nothing left to do" in proc.stderr and "--max-epoch 1 reached" in proc.stderr
@@ -88,7 +90,7 @@ def test_a_finished_run_has_nothing_to_do_and_leftover_temp_files_go(first, rnnk
 
 
 def test_a_new_lr_is_reported_and_used(first, rnnkit_bin, tmp_path):
-    proc, save = again(rnnkit_bin, first, tmp_path, "--lr", "0.005", "--max-epoch", "2",
+    proc, save = again(first, tmp_path, "--lr", "0.005", "--max-epoch", "2",
                        "--log-interval", "0")  # fmt: skip
     assert "resume: --lr 0.02 -> 0.005" in proc.stderr.splitlines()
     assert "resume: --max-epoch 1 -> 2" in proc.stderr.splitlines()
@@ -100,12 +102,12 @@ def test_a_new_lr_is_reported_and_used(first, rnnkit_bin, tmp_path):
 
 
 def test_another_optimizer_needs_reset_optimizer(first, rnnkit_bin, tmp_path):
-    proc, save = again(rnnkit_bin, first, tmp_path, "--optimizer", "sgd", "--max-epoch", "2",
+    proc, save = again(first, tmp_path, "--optimizer", "sgd", "--max-epoch", "2",
                        check=False)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--optimizer sgd differs from the adam" in proc.stderr
     assert "--reset-optimizer" in proc.stderr
-    proc, _ = again(rnnkit_bin, first, tmp_path, "--optimizer", "sgd", "--lr", "0.5",
+    proc, _ = again(first, tmp_path, "--optimizer", "sgd", "--lr", "0.5",
                     "--reset-optimizer", "--max-epoch", "2")  # fmt: skip
     assert "resume: --optimizer adam -> sgd" in proc.stderr
     state = load_checkpoint(save / "checkpoint_last.pt")
@@ -113,7 +115,7 @@ def test_another_optimizer_needs_reset_optimizer(first, rnnkit_bin, tmp_path):
 
 
 def test_a_model_field_change_is_refused_naming_it(first, rnnkit_bin, tmp_path):
-    proc, _ = again(rnnkit_bin, first, tmp_path, "--hidden-size", "32", "--max-epoch", "2",
+    proc, _ = again(first, tmp_path, "--hidden-size", "32", "--max-epoch", "2",
                     check=False)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--hidden-size 16 -> 32 would change the model" in proc.stderr

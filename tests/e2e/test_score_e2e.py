@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import shared_path  # tests/ is on sys.path (rootdir conftest, no __init__)
 
+from tests.helpers import run_rnnkit
+
 pytestmark = pytest.mark.e2e
 SACREBLEU = Path(sys.executable).parent / "sacrebleu"
 HYP = "The cat sat on the mat.\nhello world\n\na b c d e\n"
@@ -18,7 +20,7 @@ REF2 = "A cat sat on the mat.\nhello world !\nnothing\na b c d\n"
 
 
 def run(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
+    return run_rnnkit(*cmd, stdin=stdin, check=False, timeout=120)
 
 
 def sacrebleu(*args: str) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from rnnkit.tokenizers import select_lines
+from tests.helpers import run_rnnkit
 from tests.unit.test_spm_sampling import corpus, seen_lines
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +18,7 @@ def test_preprocess_trains_sentencepiece_on_the_sample(tmp_path, rnnkit_bin):
     dest = tmp_path / "out"
     args = ["preprocess", "--tokenizer", "sentencepiece", "--spm-vocab-size", "200"]
     args += ["--spm-sample-lines", "150", "--trainpref", str(train), "--destdir", str(dest)]
-    r = subprocess.run([rnnkit_bin, *args], capture_output=True, text=True, timeout=120)
+    r = run_rnnkit(rnnkit_bin, *args, check=False, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "on 150 of 1,000 lines" in r.stderr
     manifest = json.loads((dest / "preprocess.json").read_text())

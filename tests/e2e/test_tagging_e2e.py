@@ -16,6 +16,7 @@ import torch
 from conftest import shared_path  # tests/ is on sys.path (rootdir conftest, no __init__)
 
 import rnnkit
+from tests.helpers import run_rnnkit
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +24,7 @@ TINY = ["--embed-dim", "16", "--hidden-size", "16", "--dropout", "0"]
 
 
 def run(rnnkit_bin: str, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([rnnkit_bin, *args], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise AssertionError(f"rnnkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run_rnnkit(rnnkit_bin, *args)
 
 
 def head(src: Path, dst: Path, n: int) -> None:

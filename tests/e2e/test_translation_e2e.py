@@ -14,6 +14,7 @@ import sacrebleu
 import rnnkit
 from rnnkit.errors import RnnkitError
 from rnnkit.training.precision import cpu_has_bf16
+from tests.helpers import run_main, run_rnnkit
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -23,12 +24,7 @@ MODEL = ["--arch", "attention_seq2seq", "--encoder-embed-dim", "32", "--encoder-
 
 
 def run(rnnkit_bin: str, *args: str, stdin: str | bytes | None = None, check: bool = True):
-    text = not isinstance(stdin, bytes)
-    proc = subprocess.run([rnnkit_bin, *args], input=stdin, capture_output=True, text=text,
-                          timeout=600)  # fmt: skip
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rnnkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run_rnnkit(rnnkit_bin, *args, stdin=stdin, check=check, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -148,22 +144,22 @@ def test_output_file_plots_and_replace_unk(toy, rnnkit_bin, tmp_path):
     assert not list(tmp_path.glob(".hyp.txt.*"))  # the temp file was renamed
 
 
-def test_bad_requests_are_one_line_errors(toy, rnnkit_bin, tmp_path):
+def test_bad_requests_are_one_line_errors(toy, tmp_path):  # in-process: one command each
     ckpt = str(toy / "ckpt" / "checkpoint_best.pt")
-    wide = run(rnnkit_bin, "generate", "--path", ckpt, "-i", "-", "--beam", "500",
-               stdin="1 may 1 9 9 8\n", check=False)  # fmt: skip
+    wide = run_main("generate", "--path", ckpt, "-i", "-", "--beam", "500",
+                    stdin="1 may 1 9 9 8\n", check=False)  # fmt: skip
     assert wide.returncode == 2 and "wider than the target vocabulary" in wide.stderr
-    neither = run(rnnkit_bin, "generate", "--path", ckpt, check=False)
+    neither = run_main("generate", "--path", ckpt, check=False)
     assert neither.returncode == 2 and "--input" in neither.stderr
     lm_text = tmp_path / "lm.txt"
     lm_text.write_text("a b c\n" * 20)
-    run(rnnkit_bin, "preprocess", "--task", "lm", "--trainpref", str(lm_text), "--validpref",
-        str(lm_text), "--destdir", str(tmp_path / "lm"))  # fmt: skip
-    run(rnnkit_bin, "train", str(tmp_path / "lm"), "--arch", "rnn_lm", "--embed-dim", "4",
-        "--hidden-size", "4", "--save-dir", str(tmp_path / "lmck"), "--max-update", "1",
-        "--batch-size", "2", "--bptt", "4")  # fmt: skip
-    other = run(rnnkit_bin, "generate", "--path", str(tmp_path / "lmck" / "checkpoint_last.pt"),
-                "-i", "-", stdin="a\n", check=False)  # fmt: skip
+    run_main("preprocess", "--task", "lm", "--trainpref", str(lm_text), "--validpref",
+             str(lm_text), "--destdir", str(tmp_path / "lm"))  # fmt: skip
+    run_main("train", str(tmp_path / "lm"), "--arch", "rnn_lm", "--embed-dim", "4",
+             "--hidden-size", "4", "--save-dir", str(tmp_path / "lmck"), "--max-update", "1",
+             "--batch-size", "2", "--bptt", "4")  # fmt: skip
+    other = run_main("generate", "--path", str(tmp_path / "lmck" / "checkpoint_last.pt"),
+                     "-i", "-", stdin="a\n", check=False)  # fmt: skip
     assert other.returncode == 2
     assert other.stderr.count("\n") == 1 and "a 'lm' checkpoint" in other.stderr
 

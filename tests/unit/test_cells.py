@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.modules.cells import CELL, ReferenceRNN
+from rnnkit.modules import recurrent
+from rnnkit.modules.cells import CELL
 from rnnkit.modules.dropout import LockedDropout, drop_weight, embedding_dropout
 from rnnkit.modules.recurrent import RecurrentStack, RecurrentState
+from rnnkit.modules.reference import ReferenceRNN
 
 FUSED_CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 B, T, IN, H = 3, 5, 4, 6
@@ -109,7 +111,7 @@ def test_weight_drop_one_mask_per_sequence(monkeypatch):
         masks.append(out == 0)
         return out
 
-    monkeypatch.setattr("rnnkit.modules.cells.drop_weight", spy)
+    monkeypatch.setattr("rnnkit.modules.reference.drop_weight", spy)
     torch.manual_seed(0)
     ref = ReferenceRNN("gru", IN, H, num_layers=2, weight_drop=0.5).train()
     ref(torch.randn(B, 7, IN))
@@ -176,19 +178,27 @@ def test_state_reorder_detach_and_init():
 
 def test_one_step_with_few_rows_runs_without_onednn(monkeypatch):
     """oneDNN's CPU LSTM is slower for a single step of a few rows (sampling, one sentence's
-    beams) and faster with many: the stack turns it off only there, and restores the flag."""
-    stack = RecurrentStack("lstm", 4, 8, 1)
-    seen, forward = [], stack.rnn.forward
+    beams) and faster with many: the stack runs those steps through torch's LSTM cell, chosen per
+    call (no process-wide switch), with exactly the numbers of torch's kernel without oneDNN."""
+    torch.manual_seed(0)
+    stack = RecurrentStack("lstm", 4, 8, 2).eval()
+    shapes, real = [], recurrent.run_lstm_cells
 
-    def spy(*args, **kwargs):
-        seen.append(torch.backends.mkldnn.enabled)
-        return forward(*args, **kwargs)
+    def spy(x, *args, **kwargs):
+        shapes.append(tuple(x.shape))
+        return real(x, *args, **kwargs)
 
-    monkeypatch.setattr(stack.rnn, "forward", spy)
+    monkeypatch.setattr(recurrent, "run_lstm_cells", spy)
     before = torch.backends.mkldnn.enabled
-    small, _ = stack(torch.randn(1, 1, 4))
+    x = torch.randn(3, 1, 4)
+    small, state = stack(x)
     stack(torch.randn(64, 1, 4))  # many rows
     stack(torch.randn(1, 5, 4))  # a sequence
-    assert seen == [False, before, before]
+    assert shapes == [(3, 1, 4)]
     assert torch.backends.mkldnn.enabled == before
-    assert small.shape == (1, 1, 8)
+    torch.backends.mkldnn.enabled = False
+    try:
+        ref, (h, c) = stack.rnn(x)
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert torch.equal(small, ref) and torch.equal(state.h, h) and torch.equal(state.c, c)

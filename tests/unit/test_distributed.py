@@ -80,14 +80,21 @@ def test_sharded_evaluation_adds_up_to_the_whole(tmp_path):
     assert total == pytest.approx(whole["loss"] * whole["tokens"], rel=1e-6)
 
 
-def test_a_task_without_shard_cannot_train_on_several_workers(tmp_path, monkeypatch):
-    run = make_run(tmp_path, max_update=1)
-    run.task.train_iterator = lambda cfg, model, device, generator, resume=None: None
-    monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    with pytest.raises(RnnkitError, match="cannot train on 2 workers: its train_iterator takes"):
-        fit(run)
+def test_a_task_without_shard_is_refused_when_it_registers():
+    """``shard=`` is part of the Task contract: checked once at registration, not per epoch."""
+    from rnnkit.tasks import TASK_REGISTRY
+    from rnnkit.tasks.lm import LanguageModelingTask
+
+    class NoShard(LanguageModelingTask):
+        def train_iterator(self, cfg, model, device, generator, resume=None):
+            return None
+
+    with pytest.raises(RnnkitError, match=r"lacks the shard= parameter of train_iterator\(\)"):
+        TASK_REGISTRY.register("no_shard_lm")(NoShard)
+    assert "no_shard_lm" not in TASK_REGISTRY
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_on_cpu(tmp_path, monkeypatch):
     """On every CPU: natively, or with fp32 recurrent layers and one warning where oneDNN has no
     bf16 (its LSTM would fail there; ``tests/e2e/test_bf16_portable.py`` forces such a CPU)."""

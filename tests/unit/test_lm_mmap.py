@@ -53,6 +53,7 @@ def _updates(tmp_path, save: str, **kw) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("random_bptt", [False, True])
+@pytest.mark.slow
 def test_parameters_equal_the_in_memory_reference_bitwise(tmp_path, monkeypatch, random_bptt):
     kw = dict(model={"dropout": 0.3}, random_bptt=random_bptt, max_update=6)
     mapped = make_run(tmp_path, save="mapped", **kw)
@@ -66,6 +67,7 @@ def test_parameters_equal_the_in_memory_reference_bitwise(tmp_path, monkeypatch,
         assert torch.equal(v, params(mapped)[k]), k
 
 
+@pytest.mark.slow
 def test_mid_epoch_resume_equals_the_uninterrupted_reference(tmp_path, monkeypatch):
     _updates(tmp_path, "mapped", max_update=4)  # stops mid-epoch 1 (about 12 windows an epoch)
     resumed = _updates(tmp_path, "mapped", max_update=18)  # on into epoch 2

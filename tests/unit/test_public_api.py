@@ -1,5 +1,7 @@
 """The curated public API: changing it is a deliberate act that updates this test."""
 
+import pytest
+
 import rnnkit
 
 
@@ -8,12 +10,14 @@ def test_all_is_pinned():
         "ARCH_REGISTRY", "MODEL_REGISTRY", "TASK_REGISTRY", "TOKENIZER_REGISTRY",
         "DatasetWriter", "Dictionary", "IndexedDataset", "Pretrained", "Registry",
         "RnnkitError", "Tokenizer", "__version__", "load", "register_architecture",
-        "register_model",
+        "register_model", "Task", "LanguageModel", "Translator", "Tagger", "Classifier",
+        "load_plugins",
     ])  # fmt: skip
     for name in rnnkit.__all__:
         assert hasattr(rnnkit, name), name
 
 
+@pytest.mark.slow
 def test_load_samples_and_scores_an_lm(tmp_path):
     from rnnkit.training.loop import fit
     from tests.unit.test_training import make_run

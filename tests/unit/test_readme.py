@@ -20,6 +20,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_readme_python_snippet_runs(tmp_path, capsys, one_thread):
     from tests.unit import test_tagging, test_training, test_translation_task
 

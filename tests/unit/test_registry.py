@@ -73,6 +73,7 @@ def test_user_dir_errors(tmp_path):
         import_user_dir(broken)
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_is_loaded_from_its_dist_info():
     # A subprocess, so the plugin's registrations do not leak into this test session.
     env = {**os.environ, "PYTHONPATH": str(FIXTURES / "plugin_pkg")}

@@ -129,6 +129,7 @@ def test_schedule_options_come_from_the_config_not_the_checkpoint():
     assert new.max_update == 100 and new.step_update(10) > 0.9
 
 
+@pytest.mark.slow
 def test_resume_with_a_new_lr_and_weight_decay_uses_them(trained):
     run = build(trained, {"lr": 0.001, "weight_decay": 0.1, "max_epoch": 2})
     assert run.cfg.batch_size == 4 and run.cfg.optimizer == "adam"  # inherited
@@ -139,6 +140,7 @@ def test_resume_with_a_new_lr_and_weight_decay_uses_them(trained):
     run.close()
 
 
+@pytest.mark.slow
 def test_another_optimizer_needs_reset_optimizer(trained):
     with pytest.raises(RnnkitError, match="--optimizer sgd differs from the adam .*--reset-optim"):
         build(trained, {"optimizer": "sgd", "max_epoch": 2})
@@ -149,12 +151,14 @@ def test_another_optimizer_needs_reset_optimizer(trained):
     assert state["train_config"]["optimizer"] == "sgd" and state["progress"]["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_a_new_best_metric_forgets_the_best_so_far(trained):
     run = build(trained, {"best_checkpoint_metric": "ppl", "max_epoch": 2})
     assert run.progress.best is None and run.progress.bad_validations == 0
     run.close()
 
 
+@pytest.mark.slow
 def test_a_finished_run_has_nothing_left_to_do(trained):
     log = (trained / "run" / "train_log.jsonl").read_bytes()
     last = (trained / "run" / "checkpoint_last.pt").read_bytes()

@@ -64,6 +64,7 @@ def test_epoch_k_trains_on_shard_k_minus_1_mod_n(tmp_path):
     assert shards.shards_of(one) is None and shards.train_task(one, 2) is one
 
 
+@pytest.mark.slow
 def test_resume_in_epoch_2_reads_shard_1(tmp_path, monkeypatch):
     dirs = lm_shards(tmp_path)
     straight = make_run(joined(dirs), tmp_path / "a", max_epoch=2)

@@ -101,8 +101,7 @@ def test_mean_and_attention_pooling_weight_only_real_steps():
 
 
 def test_config_errors_are_one_line():
-    with pytest.raises(RnnkitError, match="packed sequences need a fused cell"):
-        resolve_arch("rnn_tagger", {"cell": "jordan_tanh"})
+    assert resolve_arch("rnn_tagger", {"cell": "jordan_tanh"})[1].cell == "jordan_tanh"  # any cell
     with pytest.raises(RnnkitError, match="did you mean"):
         resolve_arch("rnn_tagger", {"cell": "lstn"})
     with pytest.raises(RnnkitError, match="pooling"):

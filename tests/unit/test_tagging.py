@@ -147,6 +147,7 @@ def trained(data, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_tiny_joint_model_learns_the_toy_problem(trained):
     run = trained
     m = run.task.evaluate(run.model, "valid", run.cfg, run.device)
@@ -155,6 +156,7 @@ def test_tiny_joint_model_learns_the_toy_problem(trained):
     assert m["ppl"] == pytest.approx(torch.tensor(m["loss"]).exp().item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_agrees_with_scoring_the_tagged_raw_lines(trained):
     """evaluate() on binarized valid == rnnkit.scoring on tag_lines() of the raw valid lines."""
     m = trained.task.evaluate(trained.model, "valid", trained.cfg, trained.device)
@@ -167,6 +169,7 @@ def test_evaluate_agrees_with_scoring_the_tagged_raw_lines(trained):
     assert labels.score == pytest.approx(m["label_acc"])
 
 
+@pytest.mark.slow
 def test_checkpoint_rebuilds_the_task_and_tags_raw_lines(trained):
     state = load_checkpoint(trained.save_dir / "checkpoint_last.pt")
     task = task_from_checkpoint(state)
@@ -234,6 +237,7 @@ def test_models_of_another_task_are_refused(data):
         load_task(data).build_model("rnn_classifier", TINY)
 
 
+@pytest.mark.slow
 def test_classification_preprocess_train_and_classify(tmp_path):
     data = make_data(tmp_path, task="classification")
     assert sorted(p.name for p in data.glob("dict.*")) == ["dict.in.txt", "dict.label.txt"]

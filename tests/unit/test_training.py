@@ -100,6 +100,7 @@ def test_stateful_windows_equal_one_untruncated_pass(tmp_path):
     assert total == pytest.approx(full.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_tiny_corpus(tmp_path):
     run = make_run(
         tmp_path,
@@ -124,6 +125,7 @@ def _train(tmp_path: Path, save: str, **kw) -> dict[str, torch.Tensor]:
     return params(run)
 
 
+@pytest.mark.slow
 def test_resume_is_bitwise_identical(tmp_path):
     straight = _train(tmp_path, "a", max_epoch=2)
     _train(tmp_path, "b", max_epoch=1)  # stops at an epoch boundary
@@ -146,6 +148,7 @@ def test_stop_is_decided_by_the_summed_votes_only():
     assert loop._adopt([0.0, 1.0], caught) and caught == [signal.SIGTERM]
 
 
+@pytest.mark.slow
 def test_signal_after_an_epochs_last_update_keeps_the_epoch(tmp_path, monkeypatch):
     straight = _train(tmp_path, "a", max_epoch=2)
     per_epoch = load_checkpoint(tmp_path / "a" / "checkpoint1.pt")["progress"]["updates"]
@@ -169,6 +172,7 @@ def test_signal_after_an_epochs_last_update_keeps_the_epoch(tmp_path, monkeypatc
         assert torch.equal(straight[k], resumed[k]), k
 
 
+@pytest.mark.slow
 def test_signal_during_the_last_validation_lets_the_run_finish(tmp_path, monkeypatch):
     validate = loop.validate
 
@@ -185,6 +189,7 @@ def test_signal_during_the_last_validation_lets_the_run_finish(tmp_path, monkeyp
     assert load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["progress"]["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     run = make_run(tmp_path, max_epoch=1)
     fit(run)
@@ -198,6 +203,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert last.read_bytes() == good
 
 
+@pytest.mark.slow
 def test_stop_time_hours_stops_and_saves(tmp_path):
     run = make_run(tmp_path, max_epoch=50, stop_time_hours=1e-9)
     fit(run)
@@ -205,6 +211,7 @@ def test_stop_time_hours_stops_and_saves(tmp_path):
     assert state["progress"]["updates"] == 1 and state["progress"]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_model_options(tmp_path):
     fit(make_run(tmp_path, max_epoch=1))
     with pytest.raises(RnnkitError, match="--hidden-size 8 -> 16 would change the model"):
@@ -243,12 +250,14 @@ def _events(save_dir: Path, kind: str) -> list[dict]:
     return [e for e in map(json.loads, lines) if e["event"] == kind]
 
 
+@pytest.mark.slow
 def test_keep_last_epochs_prunes_old_epoch_checkpoints(tmp_path):
     fit(make_run(tmp_path, max_epoch=4, keep_last_epochs=2))
     names = sorted(p.name for p in (tmp_path / "run").glob("checkpoint*.pt"))
     assert names == ["checkpoint3.pt", "checkpoint4.pt", "checkpoint_best.pt", "checkpoint_last.pt"]
 
 
+@pytest.mark.slow
 def test_patience_stops_when_validation_stalls(tmp_path):
     # Steps of lr 1e-30 are lost in rounding (lr 0 is refused): the weights never change, so
     # nothing improves after the first validation and patience 2 stops after epoch 3.
@@ -257,6 +266,7 @@ def test_patience_stops_when_validation_stalls(tmp_path):
     assert [e["epoch"] for e in _events(tmp_path / "run", "valid")] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_validate_interval_updates_validates_mid_epoch(tmp_path):
     run = make_run(tmp_path, max_epoch=1, validate_interval_updates=3)
     fit(run)
@@ -266,6 +276,7 @@ def test_validate_interval_updates_validates_mid_epoch(tmp_path):
     assert updates[-1] == per_epoch  # and at the end of the epoch
 
 
+@pytest.mark.slow
 def test_asgd_validates_on_averaged_weights_and_keeps_raw_ones(tmp_path):
     from rnnkit.training.loop import averaged_weights
 
@@ -312,6 +323,7 @@ def test_adam_is_fused_where_torch_has_the_kernel(monkeypatch):
     assert not torch.equal(before, layer.weight)
 
 
+@pytest.mark.slow
 def test_a_compiled_train_model_is_used_not_tested_for_truth(tmp_path):
     """`--compile` on CUDA failed at the first update: an OptimizedModule refuses len(), so
     `train_model or model` raised. backend="eager" builds the same wrapper without a compiler."""

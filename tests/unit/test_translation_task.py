@@ -72,6 +72,7 @@ def _train(tmp_path: Path, save: str, **train) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_is_bitwise_identical(tmp_path):
     straight = _train(tmp_path, "a", max_epoch=2)
     _train(tmp_path, "b", max_epoch=2, max_update=5)  # stops mid-epoch 1 (8 batches/epoch)
@@ -80,6 +81,7 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path):
         assert torch.equal(straight[k], resumed[k]), k
 
 
+@pytest.mark.slow
 def test_eval_bleu_picks_the_best_checkpoint(tmp_path):
     search = '{"beam": 2, "max_len_b": 10}'
     run = make_run(tmp_path, "bleu", max_epoch=2, eval_bleu=True, eval_bleu_args=search,
