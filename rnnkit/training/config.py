@@ -156,13 +156,44 @@ class CheckpointingOptions:
     keep_interval_updates: int = _f(
         -1, "Keep only the last N checkpoint_{epoch}_{updates}.pt (-1: all).", CKPT
     )
-    restore_file: str = _f("checkpoint_last.pt", "Resume from this file in --save-dir.", CKPT)
+    keep_best_checkpoints: int = _f(
+        0,
+        "Also keep the N best checkpoints by --best-checkpoint-metric as "
+        "checkpoint.best_{metric}_{value}.pt (0: none).",
+        CKPT,
+    )
+    no_save_optimizer_state: bool = _f(
+        False,
+        "Leave the optimizer's state out of the checkpoints (smaller files; a resumed run then "
+        "starts a fresh optimizer, as --reset-optimizer).",
+        CKPT,
+    )
+    restore_file: str = _f(
+        "checkpoint_last.pt",
+        "Resume from this file: a name in --save-dir, or a path to another run's checkpoint.",
+        CKPT,
+    )
+    finetune_from_model: str = _f(
+        "",
+        "Start from this checkpoint's weights only (fresh optimizer, schedule, counters and data "
+        "position); refused when --save-dir already holds checkpoint_last.pt.",
+        CKPT,
+    )
     reset: bool = _f(False, "Ignore an existing checkpoint in --save-dir and start over.", CKPT)
     reset_optimizer: bool = _f(
         False,
         "Resume weights, schedule and progress but start a fresh optimizer (needed to change "
         "--optimizer on resume).",
         CKPT,
+    )
+    reset_lr_scheduler: bool = _f(
+        False, "On resume, start the learning-rate schedule afresh (from --lr).", CKPT
+    )
+    reset_dataloader: bool = _f(
+        False, "On resume, start at the beginning of epoch 1's data order, not mid-epoch.", CKPT
+    )
+    reset_meters: bool = _f(
+        False, "On resume, forget the best validation score and --patience's count.", CKPT
     )
 
 
@@ -199,7 +230,18 @@ class RunOptions:
     seed: int = _f(1, "Random seed (model init, dropout, data order).", RUN)
     device: str = _f("auto", "auto | cpu | cuda | cuda:N.", RUN)
     threads: int = _f(0, "CPU threads for torch (0: torch's default).", RUN)
-    log_interval: float = _f(10.0, "Seconds between plain-text progress lines.", RUN)
+    log_interval: int = _f(
+        100, "Updates between progress lines in the log (fairseq's meaning; 0: off).", RUN
+    )
+    log_format: Literal["simple", "json"] = _f(
+        "simple", "The log on stderr: simple text lines, or one JSON object per line.", RUN
+    )
+    log_file: str = _f("", "Also append the log to this file.", RUN)
+    tensorboard_logdir: str = _f(
+        "",
+        "Write train/valid scalars for TensorBoard here (needs the extra rnnkit[tensorboard]).",
+        RUN,
+    )
 
 
 # In --help order; a dataclass lists the fields of its last base first, so TrainConfig names
@@ -274,6 +316,7 @@ def _range_rules(cfg: TrainConfig) -> list[tuple[bool, str]]:
         "patience",
         "validate_interval_updates",
         "save_interval_updates",
+        "keep_best_checkpoints",
         "threads",
         "asgd_t0",
         "lr_patience",
@@ -296,7 +339,7 @@ def _range_rules(cfg: TrainConfig) -> list[tuple[bool, str]]:
         _within(cfg, "lr", positive, "> 0"),
         *(_within(cfg, name, nonneg, ">= 0") for name in
           ("momentum", "weight_decay", "clip_norm", "min_lr", "stop_time_hours")),
-        (cfg.log_interval >= 0, f"--log-interval must be >= 0 (got {cfg.log_interval})"),
+        _at_least(cfg, "log_interval", 0),
         _within(cfg, "label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
         _within(cfg, "lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
         _within(cfg, "ddp_timeout", positive, "positive (seconds)"),

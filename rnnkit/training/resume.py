@@ -46,8 +46,9 @@ if TYPE_CHECKING:
     from rnnkit.tasks.base import Task
 
 LOCAL = frozenset(
-    {"device", "threads", "compile", "ddp_timeout", "log_interval", "stop_time_hours",
-     "restore_file", "reset", "reset_optimizer"}
+    {"device", "threads", "compile", "ddp_timeout", "log_interval", "log_format", "log_file",
+     "tensorboard_logdir", "stop_time_hours", "restore_file", "finetune_from_model", "reset",
+     "reset_optimizer", "reset_lr_scheduler", "reset_dataloader", "reset_meters"}
 )  # fmt: skip
 KEPT = frozenset({"seed"})
 WAY_OUT = "use another --save-dir, or --reset to start over"
