@@ -4,6 +4,9 @@
 panel in each field's metadata) into keyword parameters typer reads, so a command's options have
 one source of truth; :func:`click_options` turns such parameters into click options for a command
 that adds options at parse time (``rnnkit train --arch NAME``).
+
+torch is imported only inside :func:`set_threads`: commands that never touch a model (``rnnkit
+--help``, ``rnnkit models``, ``rnnkit score --sys``) import this module and must start fast.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import torch
 import typer
 
 from rnnkit.config import fields_of, kebab
@@ -46,6 +48,8 @@ def set_threads(threads: int) -> None:
     if threads < 0:
         raise RnnkitError(f"--threads must be 0 (torch's default) or more, not {threads}")
     if threads > 0:
+        import torch  # here, not at the top: see the module docstring
+
         torch.set_num_threads(threads)
 
 
@@ -68,6 +72,14 @@ def _option_default(f: dataclasses.Field) -> Any:
     return ",".join(map(str, default)) if isinstance(default, tuple) else default
 
 
+def flag_names(name: str) -> str:
+    """The ``--on/--off`` declaration of boolean field ``name``: ``no_epoch_checkpoints`` is
+    ``--no-epoch-checkpoints/--epoch-checkpoints``, never ``--no-no-epoch-checkpoints``."""
+    if name.startswith("no_"):
+        return f"--{kebab(name)}/--{kebab(name[3:])}"
+    return f"--{kebab(name)}/--no-{kebab(name)}"
+
+
 def dataclass_parameters(
     cls: type,
     *,
@@ -77,14 +89,15 @@ def dataclass_parameters(
     """One keyword-only parameter per field of the dataclass ``cls``, for a typer command.
 
     Help comes from ``metadata["help"]``; the ``--help`` panel from ``panel(field)`` (default:
-    ``metadata["group"]``); bools are ``--name/--no-name`` flags; fields named in ``hidden`` are
-    accepted but not listed. Values arrive typed as :func:`cli_type` says; give them (with the
-    other layers) to :func:`rnnkit.config.resolve`, which converts Literals and tuples.
+    ``metadata["group"]``); bools are ``--name/--no-name`` flags (:func:`flag_names`); fields
+    named in ``hidden`` are accepted but not listed. Values arrive typed as :func:`cli_type` says;
+    give them (with the other layers) to :func:`rnnkit.config.resolve`, which converts Literals
+    and tuples.
     """
     params = []
     for name, f in fields_of(cls).items():
         tp = cli_type(f.type)
-        flag = f"--{kebab(name)}/--no-{kebab(name)}" if tp is bool else f"--{kebab(name)}"
+        flag = flag_names(name) if tp is bool else f"--{kebab(name)}"
         option = typer.Option(
             flag,
             help=f.metadata.get("help", ""),

@@ -124,6 +124,16 @@ def _ours(module: str) -> bool:
     return module.split(".")[0] in ("rnnkit", "rnnkit_cli")
 
 
+def is_builtin(entry: Entry) -> bool:
+    """Whether ``entry`` was registered by rnnkit itself (not by a plugin or a test)."""
+    return _ours(entry.origin or getattr(entry.obj, "__module__", None) or "")
+
+
+def plugins_loaded() -> bool:
+    """Whether an entry-point plugin or a ``--user-dir`` folder has been imported."""
+    return bool(_loaded_plugins)
+
+
 @contextlib.contextmanager
 def scoped_registries() -> Iterator[None]:
     """Forget, at the end of the ``with`` block, what was registered inside it (tests: one test's
