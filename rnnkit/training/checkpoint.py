@@ -37,6 +37,8 @@ VERSION = 1
 # What every checkpoint holds to rebuild its model, and what resuming a run also reads.
 MODEL_KEYS = ("task", "arch", "model", "model_config", "dictionaries", "tokenizer", "model_state")
 RESUME_KEYS = ("train_config", "optimizer", "schedule", "progress", "rng", "data_rng")
+# Left out by --no-save-optimizer-state: a run resumed from such a file starts a fresh optimizer.
+OPTIONAL_KEYS = frozenset({"optimizer"})
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE"}
 
@@ -85,7 +87,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 def load_checkpoint(path: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, tensors on the CPU.
 
-    ``resume``: the training state must be there too. A missing, truncated, foreign, unsafe or
+    ``resume``: the training state must be there too (all but the optimizer's, which
+    ``--no-save-optimizer-state`` leaves out). A missing, truncated, foreign, unsafe or
     incomplete file raises a one-line :class:`RnnkitError` naming it.
     """
     p = _checked_path(path)
@@ -94,8 +97,13 @@ def load_checkpoint(path: str | os.PathLike, resume: bool = False) -> dict[str, 
         raise RnnkitError(f"{p}: not an rnnkit checkpoint")
     if state.get("version", 0) > VERSION:
         raise RnnkitError(f"{p}: checkpoint version {state['version']} is newer than this rnnkit")
+    if resume and "averaged_from" in state:  # rnnkit average: weights only, no run to continue
+        raise RnnkitError(
+            f"{p}: an average of checkpoints holds no training state to resume; "
+            "start from its weights with --finetune-from-model"
+        )
     for key in MODEL_KEYS + (RESUME_KEYS if resume else ()):
-        if key not in state:
+        if key not in state and key not in OPTIONAL_KEYS:
             raise RnnkitError(f"{p}: incomplete rnnkit checkpoint: it has no {key!r} entry")
     for key in ("model_config", "dictionaries", "tokenizer", "model_state"):
         if not isinstance(state[key], Mapping):

@@ -176,7 +176,8 @@ class CheckpointingOptions:
     finetune_from_model: str = _f(
         "",
         "Start from this checkpoint's weights only (fresh optimizer, schedule, counters and data "
-        "position); refused when --save-dir already holds checkpoint_last.pt.",
+        "position); refused when --save-dir already holds another run's checkpoint_last.pt (the "
+        "same command again resumes its own).",
         CKPT,
     )
     reset: bool = _f(False, "Ignore an existing checkpoint in --save-dir and start over.", CKPT)
@@ -187,10 +188,16 @@ class CheckpointingOptions:
         CKPT,
     )
     reset_lr_scheduler: bool = _f(
-        False, "On resume, start the learning-rate schedule afresh (from --lr).", CKPT
+        False,
+        "On resume, do not load the learning-rate schedule's state: a fresh one from --lr, "
+        "placed at the run's epoch and update.",
+        CKPT,
     )
     reset_dataloader: bool = _f(
-        False, "On resume, start at the beginning of epoch 1's data order, not mid-epoch.", CKPT
+        False,
+        "On resume, restart the epoch in progress at its first batch, not mid-epoch (counters "
+        "kept).",
+        CKPT,
     )
     reset_meters: bool = _f(
         False, "On resume, forget the best validation score and --patience's count.", CKPT

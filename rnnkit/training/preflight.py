@@ -165,10 +165,9 @@ def check_launch(
     """What a launcher checks before it starts ``world`` workers: the model options, the
     resume from ``save_dir`` (as :func:`~rnnkit.training.run.build_run` will plan it), and
     :func:`check_run` with the options the workers will run with."""
-    from rnnkit.training.checkpoint import load_checkpoint
     from rnnkit.training.lock import SaveDirLock
-    from rnnkit.training.resume import plan_resume
     from rnnkit.training.run import pick_device
+    from rnnkit.training.start import find_start, plan_start
 
     if pick_device(cfg.device).type == "cuda" and torch.cuda.device_count() < world:
         raise PreflightError(
@@ -176,11 +175,9 @@ def check_launch(
             f"{torch.cuda.device_count()}"
         )
     SaveDirLock(save_dir).check_free()  # refused before any worker starts
-    restore = save_dir / cfg.restore_file
-    if restore.is_file() and not cfg.reset:
-        state = load_checkpoint(restore, resume=True)
-        plan = plan_resume(cfg, given, task, arch, model_layers, state, restore)
-        cfg, model_layers = plan.cfg, list(plan.model_layers)
+    # resumed, restored or fine-tuned as build_run will
+    start = find_start(cfg, save_dir)
+    cfg, model_layers, _ = plan_start(cfg, given, task, arch, model_layers, start)
     try:
         with torch.device("meta"):  # the options are checked; no memory is allocated
             task.build_model(arch, *model_layers)

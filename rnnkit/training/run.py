@@ -3,11 +3,13 @@ it and restoring it.
 
 :class:`Run` holds everything a run needs; :func:`build_run` joins the workers under torchrun,
 locks the save dir (rank 0, :mod:`rnnkit.training.lock`), seeds, builds the model, optimizer and
-schedule, restores ``--restore-file`` (read by rank 0 and handed to every worker) with the
-options this run was given (:mod:`rnnkit.training.resume`) and wraps the model for training
-(DDP, ``--compile``). :func:`checkpoint_state` turns the run into plain data, gathering the
-iterator's and every worker's RNG state, so a run resumes exactly, also under another world
-size; :func:`save` writes it on rank 0. The loop itself is :mod:`rnnkit.training.loop`.
+schedule, restores the checkpoint it starts from (:mod:`rnnkit.training.start`: its own,
+``--restore-file``'s or ``--finetune-from-model``'s weights; read by rank 0 and handed to every
+worker) with the options this run was given (:mod:`rnnkit.training.resume`) and wraps the model
+for training (DDP, ``--compile``). :func:`checkpoint_state` turns the run into plain data,
+gathering the iterator's and every worker's RNG state, so a run resumes exactly, also under
+another world size; :func:`save` writes it on rank 0. The loop itself is
+:mod:`rnnkit.training.loop`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from rnnkit.training.lock import SaveDirLock
 from rnnkit.training.optim import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, set_lr
 from rnnkit.training.precision import Precision, maybe_compile
 from rnnkit.training.resume import ResumePlan, plan_resume
+from rnnkit.training.retention import (
+    best_checkpoint_name,
+    is_among_best,
+    prune_best_checkpoints,
+    prune_epoch_checkpoints,
+    prune_interval_checkpoints,
+)
 from rnnkit.training.rng import cuda_devices, seeded_rng_state
+from rnnkit.training.start import Start, find_start, plan_start
 
 if TYPE_CHECKING:
     from rnnkit.tasks.base import Task
@@ -48,6 +58,7 @@ class Progress:
     best: float | None = None  # best value of --best-checkpoint-metric so far
     bad_validations: int = 0
     iterator: dict[str, Any] | None = None  # mid-epoch position; None at an epoch boundary
+    wall: float = 0.0  # seconds of training wall time, summed over resumed runs
 
 
 @dataclass
@@ -75,6 +86,10 @@ class Run:
     # global generators, the only ones dropout draws from (rnnkit.training.rng).
     rng: dict[str, Any] | None = None
     reporter: Reporter = field(default_factory=get_reporter)  # quiet on workers but rank 0
+    # Where a fine-tuned or restored run came from (rnnkit.training.start), kept in checkpoints.
+    started_from: dict[str, str] | None = None
+    # The validation value the next save() files as a best-K checkpoint (--keep-best-checkpoints)
+    validated: float | None = None
 
     def close(self) -> None:
         """Release the save dir (fit does at its end; the process's exit does in any case)."""
@@ -138,21 +153,19 @@ def _build(
     """build_run's work under the save dir's lock: a fresh or restored run."""
     lock = _lock_save_dir(save_dir)
     try:
-        state = _read_restore_file(cfg, save_dir)
-        plan = None
-        if state is not None:
-            plan = plan_resume(
-                cfg, given, task, arch, model_layers, state, save_dir / cfg.restore_file
-            )
-            cfg, model_layers = plan.cfg, plan.model_layers
+        start = _read_start(cfg, save_dir)
+        cfg, model_layers, plan = plan_start(cfg, given, task, arch, model_layers, start)
         run = _assemble(cfg, task, arch, model_layers, save_dir, device)
         run.lock = lock
-        if plan is not None:
+        run.started_from = start.origin
+        if start.kind == "finetune":
+            _finetune(run, start)
+        elif plan is not None and start.state is not None:
             for line in plan.messages:
                 get_reporter().info(line)
-            restore_run(run, state, plan)
+            restore_run(run, start.state, plan, start.path)
             get_reporter().info(
-                f"resumed from {save_dir / cfg.restore_file}: epoch {run.progress.epoch}, "
+                f"resumed from {start.path}: epoch {run.progress.epoch}, "
                 f"update {run.progress.updates}"
             )
     except BaseException:
@@ -209,25 +222,35 @@ def _lock_save_dir(save_dir: Path) -> SaveDirLock | None:
     return _on_rank0(SaveDirLock(save_dir).acquire)
 
 
-def _read_restore_file(cfg: TrainConfig, save_dir: Path) -> dict[str, Any] | None:
-    """Rank 0 reads ``--restore-file`` and hands it to every worker (no shared disk needed)."""
-    restore = save_dir / cfg.restore_file
-    if cfg.reset:
-        return None
-    state = _on_rank0(
-        lambda: ckpt.load_checkpoint(restore, resume=True) if restore.is_file() else None
+def _read_start(cfg: TrainConfig, save_dir: Path) -> Start:
+    """Rank 0 reads the checkpoint the run starts from (:func:`~rnnkit.training.start.
+    find_start`) and hands it to every worker (no shared disk needed)."""
+    start = distributed.broadcast_object(_on_rank0(lambda: find_start(cfg, save_dir)))
+    return start or Start()  # None: a worker of no group (nothing was broadcast)
+
+
+def _finetune(run: Run, start: Start) -> None:
+    """Load the weights of ``--finetune-from-model``; everything else stays fresh."""
+    assert start.state is not None and start.path is not None
+    _check_model(run, start.state, start.path)
+    ckpt.load_weights(run.model, start.state["model_state"], start.path)
+    get_reporter().info(
+        f"fine-tuning from {start.path}: its weights; a fresh optimizer, schedule and counters"
     )
-    return distributed.broadcast_object(state)
 
 
-def restore_run(run: Run, state: dict[str, Any], plan: ResumePlan | None = None) -> None:
-    """Load weights, optimizer, schedule, counters and RNG from a checkpoint, as ``plan`` (from
+def restore_run(
+    run: Run, state: dict[str, Any], plan: ResumePlan | None = None, source: Path | None = None
+) -> None:
+    """Load weights, optimizer, schedule, counters and RNG from a checkpoint (read from
+    ``source``, default ``--restore-file`` in the save dir), as ``plan`` (from
     :func:`~rnnkit.training.resume.plan_resume`) says; without one, the run's options must be
     the checkpoint's."""
+    source = source or run.save_dir / run.cfg.restore_file
     if plan is None:
-        plan = plan_resume(run.cfg, None, run.task, run.arch, [], state, run.save_dir)
-    _check_model(run, state)
-    ckpt.load_weights(run.model, state["model_state"], run.save_dir / run.cfg.restore_file)
+        plan = plan_resume(run.cfg, None, run.task, run.arch, [], state, source)
+    _check_model(run, state, source)
+    ckpt.load_weights(run.model, state["model_state"], source)
     if not plan.fresh_optimizer:
         _load_optimizer(run, state["optimizer"])
     if not plan.fresh_schedule:
@@ -239,16 +262,18 @@ def restore_run(run: Run, state: dict[str, Any], plan: ResumePlan | None = None)
     if run.precision is not None:
         run.precision.load_state_dict(state.get("amp_scaler"))
     _restore_progress(run, state, plan)
+    if run.started_from is None:  # a resumed run keeps its origin; a restore sets its own
+        run.started_from = state.get("started_from")
 
 
-def _check_model(run: Run, state: Mapping[str, Any]) -> None:
+def _check_model(run: Run, state: Mapping[str, Any], source: Path) -> None:
     """The model built must be the checkpoint's but for its ``resumable`` fields."""
     saved, mine = state.get("model_config") or {}, to_dict(run.model_cfg)
     fields = dataclasses.fields(run.model_cfg)
     fixed = {f.name for f in fields if not f.metadata.get("resumable", False)}
     if state.get("arch") != run.arch or any(saved.get(k) != mine[k] for k in fixed if k in saved):
         raise RnnkitError(
-            "the checkpoint in --save-dir was trained with another architecture or model options; "
+            f"{source} was trained with another architecture or model options; "
             "use another --save-dir or --reset"
         )
 
@@ -276,6 +301,8 @@ def _restore_progress(run: Run, state: dict[str, Any], plan: ResumePlan) -> None
     run.progress = Progress(**progress)
     if plan.forget_best:
         run.progress.best, run.progress.bad_validations = None, 0
+    if plan.fresh_data_position:
+        run.progress.iterator = None
     run.saved_updates = run.progress.updates
     # Each worker continues its own dropout stream; a worker the old run did not have starts one.
     rank, rngs = distributed.rank(), state.get("rng_ranks") or [state["rng"]]
@@ -301,7 +328,7 @@ def checkpoint_state(run: Run, itr: Any = None) -> dict[str, Any]:
         "train_config": to_dict(run.cfg),
         **run.task.checkpoint_data(),
         "model_state": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
+        **({} if run.cfg.no_save_optimizer_state else {"optimizer": run.optimizer.state_dict()}),
         "schedule": run.schedule.state_dict(),
         "progress": dataclasses.asdict(run.progress),
         "rng": rngs[0],
@@ -309,52 +336,62 @@ def checkpoint_state(run: Run, itr: Any = None) -> dict[str, Any]:
     }
     if len(rngs) > 1:
         state["rng_ranks"] = rngs
+    if run.started_from is not None:
+        state["started_from"] = run.started_from
     if run.precision is not None and run.precision.state_dict() is not None:
         state["amp_scaler"] = run.precision.state_dict()
     return state
 
 
 def save(run: Run, itr: Any, epoch_end: bool, is_best: bool, interval: bool = False) -> None:
-    """Write ``checkpoint_last.pt`` (and ``checkpoint{epoch}.pt``/``_best.pt`` as due; with
-    ``interval``, ``checkpoint_{epoch}_{updates}.pt`` of ``--save-interval-updates``).
+    """Write ``checkpoint_last.pt`` and the other files due (:func:`_due_files`), then prune as
+    ``--keep-last-epochs``, ``--keep-interval-updates`` and ``--keep-best-checkpoints`` say.
 
     Called on every worker (the state is gathered from all); only rank 0 writes, each file
     by temp file + rename, so a worker killed mid-write leaves the previous file intact.
     """
     state = checkpoint_state(run, itr)
     before, run.saved_updates = run.saved_updates, run.progress.updates
+    validated, run.validated = run.validated, None
     if distributed.rank() != 0:
         return
-    p = run.progress
-    last, done = run.save_dir / "checkpoint_last.pt", p.epoch - 1
+    cfg, last = run.cfg, run.save_dir / "checkpoint_last.pt"
+    names = _due_files(run, epoch_end, is_best, interval, validated)
     try:
         ckpt.save_checkpoint(state, last)
-        if is_best:
-            ckpt.save_checkpoint(state, run.save_dir / "checkpoint_best.pt")
-        if epoch_end and not run.cfg.no_epoch_checkpoints:
-            ckpt.save_checkpoint(state, run.save_dir / f"checkpoint{done}.pt")
-        if interval:
-            ckpt.save_checkpoint(state, run.save_dir / f"checkpoint_{p.epoch}_{p.updates}.pt")
+        for name in names:
+            ckpt.save_checkpoint(state, run.save_dir / name)
     except WriteError as e:  # a full disk: say which checkpoint the next run resumes from
         if e.path == str(last):
             run.saved_updates = before
         raise e.with_note(_intact(last, run.saved_updates)) from None
-    if epoch_end and not run.cfg.no_epoch_checkpoints and run.cfg.keep_last_epochs >= 0:
-        for old in range(1, done - run.cfg.keep_last_epochs + 1):
-            (run.save_dir / f"checkpoint{old}.pt").unlink(missing_ok=True)
-    if interval and run.cfg.keep_interval_updates >= 0:
-        _prune_interval_checkpoints(run.save_dir, run.cfg.keep_interval_updates)
+    if epoch_end and not cfg.no_epoch_checkpoints and cfg.keep_last_epochs >= 0:
+        prune_epoch_checkpoints(run.save_dir, run.progress.epoch - 1, cfg.keep_last_epochs)
+    if interval and cfg.keep_interval_updates >= 0:
+        prune_interval_checkpoints(run.save_dir, cfg.keep_interval_updates)
+    if validated is not None and cfg.keep_best_checkpoints > 0:
+        metric, maximize = cfg.best_checkpoint_metric, cfg.maximize_best_checkpoint_metric
+        prune_best_checkpoints(run.save_dir, metric, cfg.keep_best_checkpoints, maximize)
 
 
-def _prune_interval_checkpoints(save_dir: Path, keep: int) -> None:
-    """Remove all but the newest ``keep`` ``checkpoint_{epoch}_{updates}.pt`` (by updates)."""
-    found = []
-    for path in save_dir.glob("checkpoint_*_*.pt"):
-        parts = path.stem.split("_")[1:]
-        if len(parts) == 2 and all(x.isdigit() for x in parts):
-            found.append((int(parts[1]), path))
-    for _, path in sorted(found)[: max(len(found) - keep, 0)]:
-        path.unlink(missing_ok=True)
+def _due_files(
+    run: Run, epoch_end: bool, is_best: bool, interval: bool, validated: float | None
+) -> list[str]:
+    """The files besides ``checkpoint_last.pt`` this save writes: ``checkpoint_best.pt``,
+    ``checkpoint{epoch}.pt``, ``checkpoint_{epoch}_{updates}.pt`` (``interval``) and
+    ``checkpoint.best_{metric}_{value}.pt`` (a ``validated`` value among the K best)."""
+    cfg, p = run.cfg, run.progress
+    names = ["checkpoint_best.pt"] if is_best else []
+    if epoch_end and not cfg.no_epoch_checkpoints:
+        names.append(f"checkpoint{p.epoch - 1}.pt")
+    if interval:
+        names.append(f"checkpoint_{p.epoch}_{p.updates}.pt")
+    metric, keep = cfg.best_checkpoint_metric, cfg.keep_best_checkpoints
+    if validated is not None and is_among_best(
+        run.save_dir, metric, validated, keep, cfg.maximize_best_checkpoint_metric
+    ):
+        names.append(best_checkpoint_name(metric, validated))
+    return names
 
 
 def _intact(last: Path, updates: int | None) -> str:
