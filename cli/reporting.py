@@ -1,7 +1,10 @@
 """Rich implementation of the library's reporting interface, for terminals.
 
 On a TTY progress is a rich bar with live metrics; otherwise the plain reporter's periodic log
-lines are used, so logs of batch jobs stay readable. Everything goes to stderr.
+lines are used, so logs of batch jobs stay readable. While a bar is live, the ``train`` records
+a training run logs every ``--log-interval`` updates go to the log file only: the bar shows the
+same numbers. ``--log-format json`` shows no bars (its log is for programs). Everything goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from rnnkit.reporting import Progress, Reporter, _fmt
+from rnnkit.reporting import Progress, Reporter, _fmt, plain_table
 
 console = Console(stderr=True, soft_wrap=True)  # log lines must not be wrapped mid-path
 
@@ -35,15 +38,21 @@ class _RichProgress(Progress):
 class RichReporter(Reporter):
     """Rich tables always; rich progress bars only when stderr is a terminal."""
 
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            console.print(message, markup=False, highlight=False)
+    bars = 0  # live bars (an instance attribute once one starts)
 
-    def warning(self, message: str) -> None:
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    def _show(self, event: str, line: str, fields: dict[str, Any]) -> None:
+        if event == "train" and self.bars:
+            return  # the bar shows it
+        if event == "warning" and self.log_format == "simple":
+            console.print(f"[yellow]warning:[/] {fields['message']}", highlight=False)
+        else:
+            console.print(line, markup=False, highlight=False)
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if self.quiet:
+            return
+        if self.log_format == "json":
+            super().table(title, columns, rows)
             return
         t = Table(title=title, title_justify="left")
         for c in columns:
@@ -51,11 +60,15 @@ class RichReporter(Reporter):
         for r in rows:
             t.add_row(*(_fmt(c) for c in r))
         console.print(t)
+        if self.log_file is not None:  # the plain table, for the log file alone
+            self.log_file.write(plain_table(title, columns, rows) + "\n")
 
     @contextlib.contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
-        if self.quiet or not sys.stderr.isatty():
-            with super().progress(description, total) as p:
+    def progress(
+        self, description: str, total: int | None = None, lines: bool = True
+    ) -> Iterator[Progress]:
+        if self.quiet or self.log_format == "json" or not sys.stderr.isatty():
+            with super().progress(description, total, lines) as p:
                 yield p
             return
         columns = (
@@ -65,6 +78,11 @@ class RichReporter(Reporter):
             TimeRemainingColumn(),
             TextColumn("{task.fields[metrics]}"),
         )
-        with RichProgress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(description, total=total, metrics="")
-            yield _RichProgress(self, bar, task, description)
+        self.bars += 1
+        try:
+            # A bar of unknown length (validation) goes away when done; the record stays.
+            with RichProgress(*columns, console=console, transient=total is None) as bar:
+                task = bar.add_task(description, total=total, metrics="")
+                yield _RichProgress(self, bar, task, description)
+        finally:
+            self.bars -= 1

@@ -7,6 +7,7 @@ No ``from __future__ import annotations`` here: the generated signature must hol
 """
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks import load_task
 from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig, train_config_class
+from rnnkit.training.logs import check_logging
 from rnnkit.training.loop import TrainingInterrupted, build_run, fit
 from rnnkit.training.preflight import check_launch
 from rnnkit_cli.common import UserDirOption, dataclass_parameters, set_threads, setup_plugins
@@ -108,6 +110,8 @@ def train(
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     given |= {k: v for k, v in added.items() if k not in plan.model_fields}
     cfg = resolve(cfg_class, file_train, given)
+    if os.environ.get("RANK", "0") == "0":  # rank 0 alone writes logs: refuse bad ones first
+        check_logging(cfg)
     task = load_task(data)
     # On resume, the options given here (flags and --config) win over the checkpoint's.
     named = {*given, *(k.replace("-", "_") for k in file_train)}

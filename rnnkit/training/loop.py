@@ -41,6 +41,7 @@ from rnnkit.errors import RnnkitError
 from rnnkit.io import writing
 from rnnkit.reporting import get_reporter
 from rnnkit.training import distributed, preflight
+from rnnkit.training.logs import TrainLog, log_model, training_logs
 from rnnkit.training.optim import set_lr
 from rnnkit.training.rng import lent_process_state
 from rnnkit.training.run import Progress, Run, build_run, pick_device, save
@@ -139,12 +140,15 @@ def validate(run: Run) -> dict[str, dict[str, float]]:
 
     Every worker gets rank 0's numbers, so best checkpoint, patience and LR decay agree.
     """
+    results = {}
     with averaged_weights(run):
-        results = {split: _evaluate(run, split) for split in run.cfg.valid_subset.split(",")}
+        for split in run.cfg.valid_subset.split(","):
+            with get_reporter().progress(f"validating {split}", lines=False):  # on a terminal
+                results[split] = _evaluate(run, split)
     return distributed.broadcast_object(results)
 
 
-def after_validation(run: Run, results: dict[str, dict[str, float]], log: MetricsLog) -> bool:
+def after_validation(run: Run, results: dict[str, dict[str, float]], log: TrainLog) -> bool:
     """Record a validation, update best/patience; returns whether this is the best so far.
 
     The first ``--valid-subset`` split's ``--best-checkpoint-metric`` decides (lower is better
@@ -158,6 +162,7 @@ def after_validation(run: Run, results: dict[str, dict[str, float]], log: Metric
             f"--best-checkpoint-metric {metric}: validation reports {', '.join(first)}"
         )
     value = first[metric]
+    run.validated = value  # the next save files it among --keep-best-checkpoints
     better = (lambda a, b: a > b) if cfg.maximize_best_checkpoint_metric else (lambda a, b: a < b)
     is_best = p.best is None or better(value, p.best)
     if is_best:
@@ -165,17 +170,9 @@ def after_validation(run: Run, results: dict[str, dict[str, float]], log: Metric
     else:
         p.bad_validations += 1
     for split, m in results.items():
-        log.write(event="valid", split=split, epoch=p.epoch, updates=p.updates, **m)
-        shown = " | ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "tokens")
-        get_reporter().info(
-            f"epoch {p.epoch} | update {p.updates} | {split} {shown}"
-            + (" | best" if is_best and split == next(iter(results)) else "")
-        )
+        best = is_best and split == next(iter(results))
+        log.write("valid", best=best, split=split, epoch=p.epoch, updates=p.updates, **m)
     return is_best
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
 def finished(run: Run) -> str | None:
@@ -214,7 +211,7 @@ def _every(interval: int, updates: int) -> bool:
     return interval > 0 and updates % interval == 0
 
 
-def _save_if_due(run: Run, itr: Any, log: MetricsLog, stop: bool) -> None:
+def _save_if_due(run: Run, itr: Any, log: TrainLog, stop: bool) -> None:
     """After an update: validate (``--validate-interval-updates``) and write
     ``checkpoint_last.pt`` (also ``checkpoint_{epoch}_{updates}.pt`` every
     ``--save-interval-updates``; always when the run stops), as due; one write for all."""
@@ -226,15 +223,17 @@ def _save_if_due(run: Run, itr: Any, log: MetricsLog, stop: bool) -> None:
         save(run, itr, epoch_end=False, is_best=is_best, interval=interval)
 
 
-def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
+def train_epoch(run: Run, log: TrainLog, caught: list[int]) -> bool:
     """Run (the rest of) the current epoch; returns False, after writing ``checkpoint_last.pt``,
     when the run must stop (a signal, ``--max-update``, ``--stop-time-hours``) before the epoch's
     validation."""
     cfg, p = run.cfg, run.progress
     itr = _train_iterator(run)
-    loss_acc, tok_acc, t0, t_log = 0.0, 0.0, time.monotonic(), time.monotonic()
+    loss_acc, tok_acc, t0 = 0.0, 0.0, time.monotonic()
+    interval = Interval()
     batches = iter(itr)
-    with get_reporter().progress(f"epoch {p.epoch}", total=len(itr)) as bar:
+    # Without a bar (a log file), the `train` records every --log-interval updates are the lines.
+    with get_reporter().progress(f"epoch {p.epoch}", total=len(itr), lines=False) as bar:
         bar.done = itr.batches_done
         while group := list(itertools.islice(batches, cfg.update_freq)):
             hours = (time.monotonic() - run.started) / 3600
@@ -242,21 +241,14 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
             votes = [*_signal_votes(caught), float(out_of_time)]
             loss, ntok, votes = train_update(run, group, itr, votes)
             loss_acc, tok_acc = loss_acc + loss, tok_acc + ntok
+            interval.add(loss, ntok)
             nll = loss_acc / max(tok_acc, 1)
             speed = tok_acc / max(time.monotonic() - t0, 1e-9)
             bar.update(len(group), loss=nll, ppl=math.exp(min(nll, 100)), lr=run.schedule.lr,
                        tok_s=speed)  # fmt: skip
-            if time.monotonic() - t_log >= cfg.log_interval:
-                log.write(
-                    event="train",
-                    epoch=p.epoch,
-                    updates=p.updates,
-                    loss=nll,
-                    ppl=math.exp(min(nll, 100)),
-                    lr=run.schedule.lr,
-                    tokens_per_s=speed,
-                )
-                t_log = time.monotonic()
+            log.tick()  # checkpoints carry the wall time up to their update
+            if _every(cfg.log_interval, p.updates):
+                log.write("train", epoch=p.epoch, updates=p.updates, **interval.take(run))
             # Decided from the summed votes, never from this worker's own `caught` alone.
             stop = _adopt(votes[:2], caught) or votes[2] > 0
             stop = stop or (cfg.max_update > 0 and p.updates >= cfg.max_update)
@@ -268,15 +260,35 @@ def train_epoch(run: Run, log: MetricsLog, caught: list[int]) -> bool:
         return False
     if tok_acc == 0:  # resumed after the epoch's last update: nothing trained here to log
         return True
+    nll = loss_acc / max(tok_acc, 1)
     log.write(
-        event="train_epoch",
+        "train_epoch",
         epoch=p.epoch,
         updates=p.updates,
-        loss=loss_acc / max(tok_acc, 1),
+        loss=nll,
+        ppl=math.exp(min(nll, 100)),
         seconds=time.monotonic() - t0,
         tokens=int(tok_acc),
     )
     return True
+
+
+class Interval:
+    """Loss and tokens since the last ``train`` record (fairseq's ``train_inner``)."""
+
+    def __init__(self) -> None:
+        self.loss, self.tokens, self.start = 0.0, 0.0, time.monotonic()
+
+    def add(self, loss: float, tokens: float) -> None:
+        self.loss, self.tokens = self.loss + loss, self.tokens + tokens
+
+    def take(self, run: Run) -> dict[str, float]:
+        """loss (nats per token), ppl, lr and tokens_per_s of the interval; then start anew."""
+        nll = self.loss / max(self.tokens, 1)
+        speed = self.tokens / max(time.monotonic() - self.start, 1e-9)
+        self.loss, self.tokens, self.start = 0.0, 0.0, time.monotonic()
+        lr = run.schedule.lr
+        return {"loss": nll, "ppl": math.exp(min(nll, 100)), "lr": lr, "tokens_per_s": speed}
 
 
 def fit(run: Run) -> Progress:
@@ -316,7 +328,12 @@ def _fit(run: Run) -> Progress:
     if main:
         run.save_dir.mkdir(parents=True, exist_ok=True)
     run.started = time.monotonic()
-    log = MetricsLog(run.save_dir / "train_log.jsonl" if main else None)
+    jsonl = MetricsLog(run.save_dir / "train_log.jsonl" if main else None)
+    with training_logs(run, jsonl) as log:
+        return _train(run, log)
+
+
+def _train(run: Run, log: TrainLog) -> Progress:
     p = run.progress
     reason = finished(run)
     if reason is not None:
@@ -326,6 +343,7 @@ def _fit(run: Run) -> Progress:
         return p
     # Missing or empty splits, batch options the data cannot fill, bad names: before any work.
     preflight.check_run(run.cfg, run.task, distributed.world_size())
+    log_model(run)
     with catch_signals() as caught:
         while not _done(run):
             if not train_epoch(run, log, caught):  # it saved before stopping

@@ -188,7 +188,7 @@ def test_sigterm_saves_and_the_next_run_resumes(trained, rnnkit_bin, tmp_path):
         "1",
         *TINY,
     ]
-    proc = subprocess.Popen([*cmd, "--log-interval", "0"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*cmd, "--log-interval", "1"], stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:  # wait until updates are running
         if "epoch 1" in line:

@@ -92,4 +92,7 @@ def test_with_nproc_an_error_is_one_line_with_no_torchrun_traceback(lm, rnnkit_b
     (data / "preprocess.json").write_text('{"task": "lm_rank1_fails"}')
     cmd[1] = str(data)
     proc = run(rnnkit_bin, *cmd, "--user-dir", str(plugin), check=False)
-    assert error_line(proc) == "rnnkit: error: worker 1 alone sees this"
+    # After the log's start of training (the model's size and modules), one line, printed once.
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("rnnkit: error: ") == 1
+    assert proc.stderr.splitlines()[-1] == "rnnkit: error: worker 1 alone sees this"

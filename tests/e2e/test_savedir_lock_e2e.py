@@ -52,7 +52,7 @@ def test_a_second_run_is_refused_and_kill_9_leaves_no_stale_lock(first, rnnkit_b
     cmd = [rnnkit_bin, "train", str(first / "data"), "--arch", "char_rnn", "--save-dir",
            str(save), *TINY, "--batch-size", "1", "--bptt", "1"]  # fmt: skip
     holder = subprocess.Popen(
-        [*cmd, "--max-epoch", "1000", "--log-interval", "0"],
+        [*cmd, "--max-epoch", "1000", "--log-interval", "1"],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -91,7 +91,7 @@ def test_a_finished_run_has_nothing_to_do_and_leftover_temp_files_go(first, rnnk
 
 def test_a_new_lr_is_reported_and_used(first, rnnkit_bin, tmp_path):
     proc, save = again(first, tmp_path, "--lr", "0.005", "--max-epoch", "2",
-                       "--log-interval", "0")  # fmt: skip
+                       "--log-interval", "1")  # fmt: skip
     assert "resume: --lr 0.02 -> 0.005" in proc.stderr.splitlines()
     assert "resume: --max-epoch 1 -> 2" in proc.stderr.splitlines()
     events = [json.loads(line) for line in (save / "train_log.jsonl").open()]
