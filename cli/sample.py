@@ -1,25 +1,32 @@
-"""``rnnkit sample``: generate text from a language model, streaming tokens to stdout."""
+"""``rnnkit sample``: generate text from a language model (or an ensemble), streaming tokens to
+stdout; several samples are separated by a line (blank by default, ``--sample-separator``)."""
 
 from __future__ import annotations
 
+import enum
 import math
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from rnnkit.errors import RnnkitError
-from rnnkit.hub import load
 from rnnkit_cli.common import ThreadsOption, UserDirOption, set_threads, setup_plugins
+from rnnkit_cli.paths import PathsOption, checkpoint_paths
 
 app = typer.Typer()
 GEN = "Generation"
+ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}  # what --sample-separator reads as escapes
+
+
+class Quantize(str, enum.Enum):
+    none = "none"
+    int8 = "int8"
 
 
 @app.command("sample")
 def sample(
-    path: Annotated[Path, typer.Option("--path", help="Checkpoint of a language model.")],
+    path: PathsOption = None,
     prime: Annotated[
         str, typer.Option(help="Text to continue; the state is warmed on it.", rich_help_panel=GEN)
     ] = "",
@@ -36,6 +43,14 @@ def sample(
         float, typer.Option(help="Nucleus sampling mass (1: off).", rich_help_panel=GEN)
     ] = 1.0,
     num_samples: Annotated[int, typer.Option(help="How many samples.", rich_help_panel=GEN)] = 1,
+    sample_separator: Annotated[
+        str,
+        typer.Option(
+            help="Line printed between samples (not after the last); \\n and \\t in it are "
+            "read as a newline and a tab. Default: an empty line.",
+            rich_help_panel=GEN,
+        ),
+    ] = "",
     seed: Annotated[
         int | None,
         typer.Option(help="Random seed (same seed and options → same text).", rich_help_panel=GEN),
@@ -44,6 +59,9 @@ def sample(
         str | None, typer.Option(help="Stop a sample once this text appears.", rich_help_panel=GEN)
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    quantize: Annotated[
+        Quantize, typer.Option(help="int8: dynamic int8 linear and recurrent layers (CPU).")
+    ] = Quantize.none,
     threads: ThreadsOption = 0,
     user_dir: UserDirOption = None,
 ) -> None:
@@ -53,11 +71,17 @@ def sample(
     `rnnkit sample --path runs/shakespeare/checkpoint_best.pt --prime "ROMEO:" --length 300`
     """
     check_options(length, temperature, top_k, top_p, num_samples)  # before the model loads
+    paths = checkpoint_paths(path)
+    from rnnkit.hub import load  # torch: only once there is something to sample
+
     setup_plugins(user_dir)
     set_threads(threads)
-    model = load(path, device)
+    model = load(paths, device, quantize=quantize.value)
     out = sys.stdout
+    separator = unescape(sample_separator) + "\n"
     for i in range(num_samples):
+        if i:
+            out.write(separator)
         out.write(prime)
         ended_with_newline = prime.endswith("\n")
         sample_seed = None if seed is None else seed + i
@@ -76,6 +100,20 @@ def sample(
         if not ended_with_newline:
             out.write("\n")
         out.flush()
+
+
+def unescape(text: str) -> str:
+    """``text`` with the escapes ``\\n``, ``\\t`` and ``\\\\`` read (nothing else changes)."""
+    out, i = [], 0
+    while i < len(text):
+        pair = text[i : i + 2]
+        if pair in ESCAPES:
+            out.append(ESCAPES[pair])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def check_options(length: int, temperature: float, top_k: int, top_p: float, samples: int) -> None:

@@ -21,7 +21,11 @@ from rnnkit.tokenizers import Tokenizer
 
 
 class LanguageModel(Protocol):
-    """What sampling needs from a model: ``forward(tokens (B, T), state) -> (logits, state)``."""
+    """What sampling needs from a model: ``forward(tokens (B, T), state) -> (logits, state)``.
+
+    Normalized log-probabilities serve as logits (their softmax is the distribution itself):
+    an ensemble (:class:`~rnnkit.generation.ensemble.LanguageModelEnsemble`) returns the log of
+    its mean distribution, so temperature and top-k/p apply to the mean."""
 
     def __call__(
         self, tokens: Tensor, state: RecurrentState | None = None

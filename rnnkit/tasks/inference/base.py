@@ -54,11 +54,15 @@ class Pretrained:
 
     ``shown_names`` maps a method to the name its mismatch error gives (a streaming variant
     named after the method users know); ``generate_hint`` is added to the error of
-    ``rnnkit generate`` for a task it cannot decode.
+    ``rnnkit generate`` for a task it cannot decode; ``ensemble_class`` wraps several models
+    of the task as one (:mod:`rnnkit.generation.ensemble`; None: the task has no ensembles).
+    ``paths`` and ``models`` list the checkpoints and models (several for an ensemble, whose
+    ``model`` is the wrapper).
     """
 
     shown_names: ClassVar[dict[str, str]] = {}
     generate_hint: ClassVar[str] = ""
+    ensemble_class: ClassVar[type[torch.nn.Module] | None] = None
 
     def __init__(
         self,
@@ -73,6 +77,8 @@ class Pretrained:
         self.task_name: str = state["task"]
         self.train_config: dict[str, Any] = state.get("train_config", {})
         self.path = os.fspath(path)
+        self.paths: list[str] = [self.path]
+        self.models: list[torch.nn.Module] = [model]
         self.model.to(device).eval()
 
     def __getattr__(self, name: str) -> Any:

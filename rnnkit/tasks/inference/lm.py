@@ -14,6 +14,7 @@ from typing import IO, Any, ClassVar
 
 from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
+from rnnkit.generation.ensemble import LanguageModelEnsemble
 from rnnkit.tasks.inference.base import Pretrained
 from rnnkit.tasks.inference.requests import LineBatches, LinesRequest, ScoreOptions, SplitRequest
 from rnnkit.tasks.lines import LineLimit
@@ -24,6 +25,7 @@ class LanguageModel(Pretrained):
 
     shown_names: ClassVar[dict[str, str]] = {"sample_stream": "sample"}
     generate_hint: ClassVar[str] = "rnnkit sample generates from language models"
+    ensemble_class = LanguageModelEnsemble
 
     def sample_stream(
         self,
@@ -94,15 +96,18 @@ class LanguageModel(Pretrained):
         *,
         source_name: str = "<input>",
         first_line: int = 1,
+        token_scores: bool = False,
     ) -> list[dict[str, Any] | None]:
-        """Log-probability (nats), token count and perplexity of each line.
+        """Log-probability (nats), token count and perplexity of each line (with
+        ``token_scores`` also ``token_logprobs``, each token's log-prob, ``</s>`` last).
 
         A line of more than ``max_positions`` tokens (``</s>`` included) is scored on its first
         ones (a warning names it as ``source_name:line``, the first of ``lines`` being
         ``first_line``), or skipped (``None``) with ``skip_invalid``.
         """
         limit = LineLimit(max_positions, skip_invalid, source_name, first_line)
-        return self.task.score_lines(self.model, list(lines), self.device, batch_size, limit)
+        return self.task.score_lines(self.model, list(lines), self.device, batch_size, limit,
+                                     token_scores)  # fmt: skip
 
     # --- the command line's hooks ---------------------------------------------------------
     def score_split(self, split: SplitRequest, options: ScoreOptions, out: IO[str]) -> None:
@@ -122,6 +127,7 @@ class LanguageModel(Pretrained):
         for batch in batches:
             results = self.score([text for _, text in batch], lines.batch_size,
                                  lines.max_positions, lines.skip_invalid,
-                                 source_name=lines.source_name, first_line=batch[0][0])  # fmt: skip
+                                 source_name=lines.source_name, first_line=batch[0][0],
+                                 token_scores=lines.token_scores)  # fmt: skip
             out.writelines(json.dumps(r) + "\n" for r in results)
             out.flush()

@@ -21,6 +21,7 @@ import torch
 from rnnkit import scoring
 from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
+from rnnkit.generation.ensemble import SentenceEnsemble
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks.base import Batching
 from rnnkit.tasks.inference.base import Pretrained
@@ -37,6 +38,8 @@ Results = list[dict[str, Any] | None]
 
 class SentenceModel(Pretrained):
     """What a tagger and a classifier share: split predictions, metrics and ``generate``."""
+
+    ensemble_class = SentenceEnsemble
 
     def has_label_head(self) -> bool:
         """Whether the model predicts a sentence label."""
