@@ -33,6 +33,7 @@ from rnnkit.reporting import get_reporter
 from rnnkit.tasks.inference import GenerateOptions, SplitRequest
 from rnnkit.training.precision import Precision
 from rnnkit_cli.common import UserDirOption, setup_plugins
+from rnnkit_cli.paths import checkpoint_paths, paths_option
 from rnnkit_cli.rawlines import lines_request, read_batches, sink
 
 app = typer.Typer()
@@ -43,6 +44,16 @@ class Amp(str, enum.Enum):
     none = "none"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class Quantize(str, enum.Enum):
+    none = "none"
+    int8 = "int8"
+
+
+class OutputFormat(str, enum.Enum):
+    plain = "plain"
+    jsonl = "jsonl"
 
 
 def _opt(help: str, panel: str = SEARCH, *names: str) -> Any:  # noqa: A002
@@ -67,9 +78,13 @@ def generate(
     data: Annotated[
         Path | None, typer.Argument(help="Binarized data directory (omit with --input).")
     ] = None,
-    path: Annotated[Path, typer.Option("--path", help="Checkpoint to decode with.")] = Path(
-        "checkpoint_best.pt"
-    ),
+    path: Annotated[
+        list[str] | None,
+        paths_option(
+            "Checkpoint to decode with (default checkpoint_best.pt); an ensemble as "
+            "a.pt:b.pt[:c.pt] (or --path repeated): the models' probabilities are averaged."
+        ),
+    ] = None,
     gen_subset: Annotated[str, _opt("Split of DATA to decode.", IO_PANEL)] = "test",
     input: Annotated[  # noqa: A002
         str | None,
@@ -110,6 +125,32 @@ def generate(
     print_alignment: Annotated[
         bool, _opt("Print hard alignments (A- lines / a tab field).", OUT)
     ] = False,
+    print_scores: Annotated[
+        bool,
+        _opt(
+            "Raw input: print each hypothesis's score after a tab (HYP<TAB>SCORE groups, best "
+            "first, instead of ' ||| '); jsonl: add positional_scores. Scores are log-probs in "
+            "nats, normalized as H- lines (sum / len^lenpen).",
+            OUT,
+        ),
+    ] = False,
+    output_format: Annotated[
+        OutputFormat,
+        _opt(
+            "Raw input: plain (the n-best joined by ' ||| ', or HYP<TAB>SCORE groups with "
+            "--print-scores) or jsonl (per line {line, source, nbest: [{hypothesis, score, "
+            "tokens, ...}]}).",
+            OUT,
+        ),
+    ] = OutputFormat.plain,
+    score_reference: Annotated[
+        bool,
+        _opt(
+            "Binarized data: score the references instead of searching (fairseq's "
+            "--score-reference: H-/P- lines of the reference, then its loss and ppl).",
+            OUT,
+        ),
+    ] = False,
     plot_attention: Annotated[
         Path | None, _opt("Write a PNG attention heatmap per sentence into this folder.", OUT)
     ] = None,
@@ -135,13 +176,19 @@ def generate(
             "AMX; slower elsewhere) or fp16 (CUDA). Hypotheses can differ slightly from fp32's."
         ),
     ] = Amp.none,
+    quantize: Annotated[
+        Quantize, typer.Option(help="Decode with int8 weights (dynamic quantization, CPU).")
+    ] = Quantize.none,
     user_dir: UserDirOption = None,
     **search: Any,
 ) -> None:
     """Translate, tag or classify a binarized split or raw lines (one output line per line).
 
     Translation: per sentence of DATA fairseq's S-/T-/H-/D-/P- lines and a final sacreBLEU line;
-    per raw line its translation.
+    per raw line its translation (--nbest N: the N best joined by ' ||| '; with --print-scores
+    tab-separated HYP<TAB>SCORE groups; --output-format jsonl: a JSON object per line). With
+    --score-reference the split's references are scored, not searched. Scores are
+    natural-log probabilities (nats; fairseq prints base 2) in every output.
 
     Tagging: per raw line the predicted tags, space-separated, one per token of the model's
     tokenizer (with `--print-label`: LABEL, a tab, the tags). Classification: per raw line its
@@ -169,8 +216,11 @@ def generate(
         print_alignment=print_alignment,
         plot_attention=plot_attention,
         post_process=post_process,
+        score_reference=score_reference,
+        print_scores=print_scores,
+        output_format=output_format.value,
     )
-    model = load(path, device)
+    model = load(checkpoint_paths(path, "checkpoint_best.pt"), device, quantize=quantize.value)
     precision = Precision(amp.value, model.device)
     if precision.dtype is not None:
         get_reporter().info(f"decoding under {amp.value} autocast on {model.device.type}")

@@ -2,7 +2,9 @@
 
 Lines come from a file or stdin (``-``) one at a time (invalid UTF-8 replaced, with a warning
 naming the line), in batches handed over as soon as they are full, so an answer can follow
-every batch; results go to stdout or to a file written atomically.
+every batch; results go to stdout or to a file written atomically. Line pairs (``score --input
+SRC --reference TGT``) are read from two files in step; one ending first is a one-line error.
+Nothing here imports torch: ``rnnkit score --sys`` imports this module's neighbours only.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rnnkit.errors import RnnkitError
 from rnnkit.io import atomic_write, check_readable, stream_lines
-from rnnkit.tasks.inference import LinesRequest
+
+if TYPE_CHECKING:
+    from rnnkit.tasks.inference import LinesRequest
 
 
 def raw_buffer(input: str, buffer_size: int | None) -> int:  # noqa: A002
@@ -35,6 +39,8 @@ def lines_request(
     name: str, max_positions: int, skip_invalid: bool, batch_size: int = 64
 ) -> LinesRequest:
     """The :class:`~rnnkit.tasks.inference.LinesRequest` of raw input ``name``."""
+    from rnnkit.tasks.inference import LinesRequest
+
     return LinesRequest(source_name(name), max_positions, skip_invalid, batch_size)
 
 
@@ -71,3 +77,34 @@ def read_batches(name: str, buffer_size: int | None) -> Iterator[list[tuple[int,
             buffer = []
     if buffer:
         yield buffer
+
+
+def read_pair_batches(
+    source: str, reference: str, buffer_size: int | None
+) -> Iterator[list[tuple[int, str, str]]]:
+    """(line number, source, reference) from two line-aligned inputs (at most one of them
+    ``-``), in batches as :func:`read_batches`; the first input to end before the other raises
+    a one-line error naming both and the line."""
+    if source == "-" and reference == "-":
+        raise RnnkitError("--input and --reference cannot both be - (stdin)")
+    size = raw_buffer(source if source == "-" else reference, buffer_size)
+    buffer: list[tuple[int, str, str]] = []
+    sources, references = read_raw(source), read_raw(reference)
+    last = 0
+    while True:
+        src, ref = next(sources, None), next(references, None)
+        if src is None or ref is None:
+            break
+        last = src[0]
+        buffer.append((last, src[1], ref[1]))
+        if len(buffer) >= size:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+    if (src is None) != (ref is None):
+        ended, other = (source, reference) if src is None else (reference, source)
+        raise RnnkitError(
+            f"{source_name(ended)} ends at line {last} but {source_name(other)} goes on "
+            "(--input and --reference must have one line per pair)"
+        )

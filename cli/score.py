@@ -9,23 +9,30 @@ span F1 (``--metric f1``), tag accuracy (``acc``) and line accuracy (``label_acc
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rnnkit import scoring
 from rnnkit.errors import RnnkitError
-from rnnkit.hub import load
-from rnnkit.tasks.inference import ScoreOptions, SplitRequest
 from rnnkit_cli.common import ThreadsOption, UserDirOption, set_threads, setup_plugins
-from rnnkit_cli.rawlines import lines_request, read_batches
+from rnnkit_cli.paths import PathsOption, checkpoint_paths
+
+# No torch at module level (``score --sys/--ref`` must start fast): rnnkit.hub, the inference
+# requests and the raw-line readers are imported in the branch that loads a model.
 
 app = typer.Typer()
 TEXT, RAW = "Text and tagging metrics", "Raw lines (--input)"
+
+
+class Quantize(str, enum.Enum):
+    none = "none"
+    int8 = "int8"
 
 
 @app.command("score")
@@ -33,7 +40,7 @@ def score(
     data: Annotated[
         Path | None, typer.Argument(help="Binarized data directory to evaluate on.")
     ] = None,
-    path: Annotated[Path | None, typer.Option("--path", help="Model checkpoint.")] = None,
+    path: PathsOption = None,
     subset: Annotated[
         str, typer.Option(help="Split of DATA to evaluate: valid, test, ...")
     ] = "valid",
@@ -42,10 +49,28 @@ def score(
         typer.Option(
             "--input",
             help="Raw text file (or - for stdin): one JSON result per line (null for a line "
-            "skipped as too long).",
+            "skipped as too long): tokens, logprob (nats), ppl.",
             rich_help_panel=RAW,
         ),
     ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="Translation: given outputs of the --input lines, line-aligned (or -); one "
+            "JSON result per pair, the numbers of a forced decode (generate --score-reference).",
+            metavar="FILE",
+            rich_help_panel=RAW,
+        ),
+    ] = None,
+    print_token_scores: Annotated[
+        bool,
+        typer.Option(
+            "--print-token-scores",
+            help="--input: add token_logprobs, the log-prob (nats) of every token, </s> last.",
+            rich_help_panel=RAW,
+        ),
+    ] = False,
     buffer_size: Annotated[
         int | None,
         typer.Option(
@@ -141,6 +166,9 @@ def score(
         bool, typer.Option("--json", help="Print the data-set (or corpus) result as JSON.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    quantize: Annotated[
+        Quantize, typer.Option(help="Run the model with int8 weights (dynamic quantization).")
+    ] = Quantize.none,
     threads: ThreadsOption = 0,
     user_dir: UserDirOption = None,
 ) -> None:
@@ -154,13 +182,17 @@ def score(
     Examples: `rnnkit score data-bin/ptb --path runs/ptb/checkpoint_best.pt --subset valid` ·
     `rnnkit score runs/atis/data --path runs/atis/bilstm/checkpoint_best.pt --subset valid` ·
     `printf 'the apple and pear salad\\n' | rnnkit score --path runs/ptb/checkpoint_best.pt
-    --input -` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter` ·
+    --input -` · `rnnkit score --path mt.pt --input test.en --reference test.de
+    --print-token-scores` · `rnnkit score --sys hyp.de --ref ref.de --metric bleu,chrf,ter` ·
     `rnnkit score --sys hyp.tags --ref atis/valid/seq.out --metric f1,acc`
+
+    Log-probabilities are natural logs (nats) everywhere.
     """
     set_threads(threads)
-    raw = RawOptions(buffer_size, max_positions, skip_invalid_size_inputs)
+    raw = RawOptions(buffer_size, max_positions, skip_invalid_size_inputs, print_token_scores)
     if sys_file is not None:
-        lm_options = {"--path": path, "DATA": data, "--input": input}
+        lm_options = {"--path": path, "DATA": data, "--input": input, "--reference": reference}
+        lm_options["--quantize"] = None if quantize is Quantize.none else quantize
         lm_options |= {"--batch-size": batch_size, "--bptt": bptt, **raw.given()}
         given = [name for name, value in lm_options.items() if value is not None]
         if given:
@@ -189,21 +221,53 @@ def score(
     given = [name for name, value in text_options.items() if value is not None]
     if given:
         raise RnnkitError(f"{given[0]} applies to text scoring: give --sys FILE|- as well")
-    if input is None and raw.given():
-        raise RnnkitError(f"{next(iter(raw.given()))} applies to --input FILE|-")
+    if input is None and (raw.given() or reference is not None):
+        name = "--reference" if reference is not None else next(iter(raw.given()))
+        raise RnnkitError(f"{name} applies to --input FILE|-")
     setup_plugins(user_dir)
-    if path is None:
+    if not path:
         raise RnnkitError("--path CHECKPOINT is required (or --sys FILE --ref FILE to score text)")
-    model = load(path, device)
+    model = _load(checkpoint_paths(path), device, quantize.value)
     if input is not None:
-        max_positions = 1024 if raw.max_positions is None else raw.max_positions
-        lines = lines_request(input, max_positions, raw.skip_invalid, batch_size or 64)
-        model.score_lines(read_batches(input, raw.buffer_size), lines, sys.stdout)
+        _score_raw(model, input, reference, raw, batch_size)
         return
     if data is None:
         raise RnnkitError("give a DATA directory (with --subset) or --input FILE|-")
+    from rnnkit.tasks.inference import ScoreOptions, SplitRequest
+
     split = SplitRequest(data, subset, batch_size)
     model.score_split(split, ScoreOptions(bptt, as_json), sys.stdout)
+
+
+def _load(paths: list[Path], device: str, quantize: str) -> Any:
+    """``rnnkit.load`` of one checkpoint or an ensemble (imported here: it imports torch)."""
+    from rnnkit.hub import load
+
+    return load(paths, device, quantize=quantize)
+
+
+def _score_raw(
+    model: Any, source: str, reference: str | None, raw: RawOptions, batch_size: int | None
+) -> None:
+    """``--input`` (with ``--reference``: line pairs of a translation model): JSON lines."""
+    from dataclasses import replace
+
+    from rnnkit_cli.rawlines import lines_request, read_batches, read_pair_batches, source_name
+
+    max_positions = 1024 if raw.max_positions is None else raw.max_positions
+    lines = lines_request(source, max_positions, raw.skip_invalid, batch_size or 64)
+    lines = replace(lines, token_scores=raw.token_scores)
+    if reference is None:
+        model.score_lines(read_batches(source, raw.buffer_size), lines, sys.stdout)
+        return
+    if not hasattr(model, "score_references"):
+        raise RnnkitError(
+            f"--reference scores translations given their sources: a translation model's "
+            f"job, and this checkpoint is task {model.task_name!r}"
+        )
+    lines = replace(lines, reference_name=source_name(reference))
+    batches = read_pair_batches(source, reference, raw.buffer_size)
+    model.score_references(batches, lines, sys.stdout)
 
 
 def _score_text(
@@ -262,6 +326,7 @@ class RawOptions:
     buffer_size: int | None
     max_positions: int | None
     skip_invalid: bool
+    token_scores: bool = False
 
     def __post_init__(self) -> None:
         if self.max_positions is not None and self.max_positions < 1:
@@ -271,4 +336,5 @@ class RawOptions:
         """The options given on the command line, by name."""
         named = {"--buffer-size": self.buffer_size, "--max-positions": self.max_positions}
         named["--skip-invalid-size-inputs"] = self.skip_invalid or None
+        named["--print-token-scores"] = self.token_scores or None
         return {name: value for name, value in named.items() if value is not None}

@@ -283,6 +283,7 @@ class LanguageModelingTask(TaskBase):
         device: torch.device,
         batch_size: int = 64,
         limit: LineLimit | None = None,
+        token_scores: bool = False,
     ) -> list[dict[str, Any] | None]:
         """Log-probability of each raw line (its tokens then ``</s>``, from a fresh ``</s>`` state).
 
@@ -292,7 +293,7 @@ class LanguageModelingTask(TaskBase):
         (:class:`~rnnkit.tasks.lines.LineLimit`). Lines are grouped by length
         (:func:`~rnnkit.tasks.lines.token_batches`) and right-padded (a left-to-right model
         never looks at the padding after a line). Returns one dict per line, in input order:
-        tokens, logprob (nats), ppl.
+        tokens, logprob (nats), ppl; with ``token_scores`` also token_logprobs (one per id).
         """
         model.eval()
         limit = limit or LineLimit()
@@ -303,19 +304,30 @@ class LanguageModelingTask(TaskBase):
         results: list[dict[str, Any] | None] = [None] * len(lines)
         for chunk in token_batches([len(encoded[i]) for i in kept], batch_size):
             rows = [encoded[kept[j]] for j in chunk]
-            for j, ids, lp in zip(chunk, rows, self.logprobs(model, rows, device), strict=True):
+            per_token = self.token_logprobs(model, rows, device)  # (B, T)
+            for j, ids, lps in zip(chunk, rows, per_token, strict=True):
+                lp = float(lps.sum())
                 results[kept[j]] = {
                     "tokens": len(ids),
                     "logprob": lp,
                     "ppl": math.exp(-lp / len(ids)),
                 }
+                if token_scores:
+                    results[kept[j]]["token_logprobs"] = lps[: len(ids)].tolist()
         return results
 
-    @torch.inference_mode()
     def logprobs(
         self, model: torch.nn.Module, rows: list[list[int]], device: torch.device
     ) -> list[float]:
-        """Summed log-probability (nats) of each id sequence, each from a fresh ``</s>`` state.
+        """Summed log-probability (nats) of each id sequence, each from a fresh ``</s>`` state."""
+        return self.token_logprobs(model, rows, device).sum(dim=1).tolist()
+
+    @torch.inference_mode()
+    def token_logprobs(
+        self, model: torch.nn.Module, rows: list[list[int]], device: torch.device
+    ) -> torch.Tensor:
+        """(B, T) log-probability (nats) of every id of each sequence (0 past its end), each
+        from a fresh ``</s>`` state.
 
         The padded batch runs through the model in windows of columns with the hidden state
         carried across, so at most about :data:`LOGITS_PER_WINDOW` logits are in memory however
@@ -325,11 +337,11 @@ class LanguageModelingTask(TaskBase):
         targets = pad_rows(rows, d.pad_index)  # (B, T)
         inputs = torch.cat([torch.full((len(rows), 1), d.eos_index), targets[:, :-1]], dim=1)
         width = max(1, LOGITS_PER_WINDOW // (len(rows) * len(d)))
-        state, nll = None, torch.zeros(len(rows), device=device)
+        state, nll = None, []
         for start in range(0, targets.size(1), width):
             logits, state = model(inputs[:, start : start + width].to(device), state)  # (B, W, V)
-            nll += F.cross_entropy(
-                logits.transpose(1, 2), targets[:, start : start + width].to(device),
+            nll.append(F.cross_entropy(
+                logits.transpose(1, 2).float(), targets[:, start : start + width].to(device),
                 ignore_index=d.pad_index, reduction="none",
-            ).sum(dim=1)  # (B,)  # fmt: skip
-        return (-nll).tolist()
+            ))  # (B, W)  # fmt: skip
+        return -torch.cat(nll, dim=1).cpu()

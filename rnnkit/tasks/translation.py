@@ -26,6 +26,7 @@ from rnnkit.data.binarized import IndexedDataset, data_paths
 from rnnkit.data.buckets import BatchIterator, batch_by_size
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
+from rnnkit.generation.forced import force, pad_rows
 from rnnkit.generation.search import Hypothesis, SearchConfig, generate, replace_unk
 from rnnkit.models import MODEL_REGISTRY, resolve_arch
 from rnnkit.reporting import get_reporter
@@ -281,22 +282,32 @@ class TranslationTask(TranslationFiles, TaskBase):
 
         hyps, refs = [], []
         _, tgt = self.datasets(split)
-        for ids, results in self.generate_split(model, split, cfg, search, device):
-            for i, hypos in zip(ids, results, strict=True):
-                hyps.append(self.detokenize(self.target_tokens(hypos[0].tokens) if hypos else []))
-                refs.append(self.detokenize(self.tgt_dict.decode(tgt[i].tolist())))
+        with get_reporter().progress(f"bleu {split}", total=len(tgt), lines=False) as bar:
+            for ids, results in self.generate_split(model, split, cfg, search, device):
+                for i, hypos in zip(ids, results, strict=True):
+                    tokens = self.target_tokens(hypos[0].tokens) if hypos else []
+                    hyps.append(self.detokenize(tokens))
+                    refs.append(self.detokenize(self.tgt_dict.decode(tgt[i].tolist())))
+                bar.update(len(ids))
         return corpus_scores(hyps, [refs], "bleu")[0].score
 
     # --- inference -------------------------------------------------------------------------
     def generate_split(
         self, model: torch.nn.Module, split: str, cfg: Batching, search: SearchConfig,
-        device: torch.device,
+        device: torch.device, *, reference: bool = False,
     ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:  # fmt: skip
-        """Decode a binarized split batch by batch: (example ids, their hypotheses)."""
-        src, _ = self.datasets(split)
+        """Decode a binarized split batch by batch: (example ids, their hypotheses); with
+        ``reference`` each sentence's one hypothesis is its reference, force-scored."""
+        src, tgt = self.datasets(split)
         sizes = src.sizes.astype(np.int64)
         for ids in batch_by_size(sizes, cfg.batch_size, cfg.max_tokens):
-            yield ids.tolist(), self.search(model, [src[i].tolist() for i in ids], search, device)
+            sources = [src[i].tolist() for i in ids]
+            if reference:
+                refs = [tgt[i].tolist() for i in ids]
+                hypos = self.force_score(model, sources, refs, device, search.lenpen)
+                yield ids.tolist(), [[h] for h in hypos]
+            else:
+                yield ids.tolist(), self.search(model, sources, search, device)
 
     @torch.inference_mode()
     def search(
@@ -305,14 +316,22 @@ class TranslationTask(TranslationFiles, TaskBase):
     ) -> list[list[Hypothesis]]:  # fmt: skip
         """Beam search / sampling over source id lists (each ending in ``</s>``, non-empty)."""
         model.eval()
-        pad = self.src_dict.pad_index
-        src = torch.full((len(sources), max(map(len, sources))), pad, dtype=torch.long)
-        for i, s in enumerate(sources):
-            src[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        lengths = torch.tensor([len(s) for s in sources])
+        src, lengths = pad_rows(sources, self.src_dict.pad_index)
         d = self.tgt_dict
         return generate(model, src.to(device), lengths.to(device), search, d.eos_index,
                         d.pad_index, d.unk_index)  # fmt: skip
+
+    def force_score(
+        self, model: torch.nn.Module, sources: Sequence[Sequence[int]],
+        targets: Sequence[Sequence[int]], device: torch.device, lenpen: float = 1.0,
+    ) -> list[Hypothesis]:  # fmt: skip
+        """The given target id lists scored as outputs of the source id lists (both ending in
+        ``</s>``, non-empty): :func:`~rnnkit.generation.forced.force`, one hypothesis each."""
+        model.eval()
+        src, lengths = pad_rows(sources, self.src_dict.pad_index)
+        d = self.tgt_dict
+        return force(model, src.to(device), lengths.to(device), targets, d.eos_index,
+                     d.pad_index, lenpen)  # fmt: skip
 
     def encode_source(self, line: str) -> list[int]:
         """A raw source line → its ids, ending in ``</s>``."""

@@ -70,7 +70,8 @@ def test_load_returns_the_tasks_own_class(ckpts, name, cls):
 
 def test_each_class_has_only_the_methods_that_fit_it():
     assert hasattr(LanguageModel, "sample") and not hasattr(LanguageModel, "translate")
-    assert hasattr(Translator, "translate") and not hasattr(Translator, "score")
+    assert hasattr(Translator, "translate") and not hasattr(Translator, "sample")
+    assert hasattr(Translator, "score")  # forced scoring of given translations (issue 13)
     assert hasattr(Tagger, "tag") and hasattr(Tagger, "classify")
     assert hasattr(Classifier, "classify") and not hasattr(Classifier, "tag")
 
@@ -106,7 +107,8 @@ def test_command_line_hooks_a_task_lacks_are_one_line_errors(ckpts):
     with pytest.raises(RnnkitError, match=f"lm.pt: a 'lm' checkpoint; rnnkit generate {decodes}"):
         lm.generate_lines([[(1, "a b")]], LinesRequest(), GenerateOptions(), io.StringIO())
     mt = rnnkit.load(ckpts["translation"], device="cpu")
-    with pytest.raises(RnnkitError, match=r"^score\(\) needs a model of task lm"):
+    with pytest.raises(RnnkitError, match=r"mt.pt: a translation model scores translations "
+                       r"given their sources: add --reference FILE"):  # fmt: skip
         mt.score_lines([[(1, "a b")]], LinesRequest(), io.StringIO())
     tagger = rnnkit.load(ckpts["tagging"], device="cpu")
     with pytest.raises(RnnkitError, match="^--bptt applies to language models, not to tagging$"):

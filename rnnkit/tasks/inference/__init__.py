@@ -13,6 +13,7 @@ from rnnkit.tasks.inference.requests import (
     GenerateOptions,
     LineBatches,
     LinesRequest,
+    PairBatches,
     ScoreOptions,
     SplitRequest,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "GenerateOptions",
     "LineBatches",
     "LinesRequest",
+    "PairBatches",
     "Pretrained",
     "ScoreOptions",
     "SplitRequest",

@@ -3,17 +3,24 @@
 ``translate`` turns raw lines into detokenized translations. For ``rnnkit generate`` it prints a
 binarized split as fairseq does (``S-/T-/H-/D-/P-`` and ``A-`` lines per sentence, then a
 sacreBLEU line) and raw lines one output line each (n-best joined by `` ||| ``, an alignment
-after a tab), optionally plotting each sentence's attention.
+after a tab; with ``--print-scores`` ``hypothesis<TAB>score`` groups; or one JSON object per line),
+optionally plotting each sentence's attention. ``score`` force-scores given translations (the
+references) through the decoder interface (:mod:`rnnkit.generation.forced`), for ``rnnkit score
+--reference`` and ``rnnkit generate --score-reference``. Every score is a natural-log probability
+(nats; fairseq prints base 2), and the log says so.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
+from rnnkit.generation.ensemble import DecoderEnsemble
 from rnnkit.generation.search import Hypothesis, SearchConfig
 from rnnkit.io import check_readable
 from rnnkit.reporting import get_reporter
@@ -23,15 +30,22 @@ from rnnkit.tasks.inference.requests import (
     GenerateOptions,
     LineBatches,
     LinesRequest,
+    PairBatches,
     SplitRequest,
 )
+from rnnkit.tasks.lines import LineLimit, token_batches
+
+UNITS = "scores are natural-log probabilities (nats; fairseq prints base 2)"
 
 if TYPE_CHECKING:  # the task module imports this one (its ``inference`` class)
     from rnnkit.tasks.translation import TranslateOptions, Translation
 
 
 class Translator(Pretrained):
-    """A trained translation model: ``translate``; ``rnnkit generate`` for splits and lines."""
+    """A trained translation model: ``translate``, ``score``; ``rnnkit generate`` for splits and
+    lines."""
+
+    ensemble_class = DecoderEnsemble
 
     def translate(
         self,
@@ -57,24 +71,90 @@ class Translator(Pretrained):
                 out.append(self.task.detokenize(t.tokens[0]) if t.tokens else "")
         return out
 
+    def score(
+        self,
+        sources: list[str],
+        references: list[str],
+        batch_size: int = 64,
+        max_positions: int = 1024,
+        skip_invalid: bool = False,
+        *,
+        token_scores: bool = False,
+        source_name: str = "<input>",
+        reference_name: str = "<reference>",
+        first_line: int = 1,
+    ) -> list[dict[str, Any] | None]:
+        """Log-probability (nats) of each reference given its source line, through the same
+        decoder steps a search takes: ``tokens`` (the reference's, ``</s>`` included),
+        ``logprob``, ``ppl`` and with ``token_scores`` ``token_logprobs`` (one per token).
+
+        A source or reference of more than ``max_positions`` tokens (``</s>`` included) is cut
+        to its first ones (a cut reference is scored without ``</s>``), or the pair skipped
+        (``None``) with ``skip_invalid``, a warning naming the line (``first_line`` numbers the
+        first pair).
+        """
+        if len(sources) != len(references):
+            raise RnnkitError(f"{len(sources)} sources but {len(references)} references")
+        src_limit = LineLimit(max_positions, skip_invalid, source_name, first_line)
+        ref_limit = replace(src_limit, source_name=reference_name)
+        d = self.task.tgt_dict
+        pairs = [
+            (src_limit.fit(self.task.encode_source(s), n),
+             ref_limit.fit(d.encode(self.task.tokenizer.encode(r), append_eos=True), n))
+            for n, (s, r) in enumerate(zip(sources, references, strict=True))
+        ]  # fmt: skip
+        kept = [i for i, (s, r) in enumerate(pairs) if s is not None and r is not None]
+        results: list[dict[str, Any] | None] = [None] * len(sources)
+        sizes = [max(len(pairs[i][0] or ()), len(pairs[i][1] or ())) for i in kept]
+        for chunk in token_batches(sizes, batch_size):
+            rows = [pairs[kept[j]] for j in chunk]
+            hypos = self.task.force_score(self.model, [s for s, _ in rows],
+                                          [r for _, r in rows], self.device)  # fmt: skip
+            for j, h in zip(chunk, hypos, strict=True):
+                results[kept[j]] = _score_record(h.positional_scores.tolist(), token_scores)
+        return results
+
     # --- the command line's hooks ---------------------------------------------------------
+    def score_lines(self, batches: LineBatches, lines: LinesRequest, out: IO[str]) -> None:
+        """``rnnkit score --input`` alone: a translation model scores line pairs."""
+        raise RnnkitError(
+            f"{self.path}: a translation model scores translations given their sources: "
+            "add --reference FILE (rnnkit score --input SRC --reference TGT)"
+        )
+
+    def score_references(self, batches: PairBatches, lines: LinesRequest, out: IO[str]) -> None:
+        """``rnnkit score --input SRC --reference TGT``: one JSON result per line pair (null:
+        skipped as too long), printed after every batch."""
+        get_reporter().info(UNITS)
+        for batch in batches:
+            results = self.score([s for _, s, _ in batch], [r for _, _, r in batch],
+                                 lines.batch_size, lines.max_positions, lines.skip_invalid,
+                                 token_scores=lines.token_scores, source_name=lines.source_name,
+                                 reference_name=lines.reference_name,
+                                 first_line=batch[0][0])  # fmt: skip
+            out.writelines(json.dumps(r) + "\n" for r in results)
+            out.flush()
+
     def generate_split(self, split: SplitRequest, options: GenerateOptions, out: IO[str]) -> None:
-        """fairseq-style lines for every sentence of the split, then corpus sacreBLEU."""
-        from rnnkit.scoring import corpus_scores
+        """fairseq-style lines for every sentence of the split, then corpus sacreBLEU; with
+        ``score_reference`` the references are the hypotheses (force-scored, no search), then
+        their loss and perplexity."""
         from rnnkit.tasks import load_task
 
         show, edit = _prepared(options)
-        search = show.search
         task = load_task(split.data, expect=self.task_name)
         if task.src_dict != self.task.src_dict or task.tgt_dict != self.task.tgt_dict:
             raise RnnkitError(
                 f"{split.data}: its dictionaries differ from the model's ({self.arch})"
             )
+        get_reporter().info(UNITS)
         hyps: dict[int, str] = {}
         refs: dict[int, str] = {}
+        total = [0.0, 0]  # summed log-prob and tokens of the first hypotheses
         src, tgt = task.datasets(split.subset)
         batching = Batching(split.batch_size or 64, split.max_tokens)
-        batches = task.generate_split(self.model, split.subset, batching, search, self.device)
+        batches = task.generate_split(self.model, split.subset, batching, show.search,
+                                      self.device, reference=show.score_reference)  # fmt: skip
         with get_reporter().progress(f"generate {split.subset}", total=len(src)) as bar:
             for ids, results in batches:
                 for i, hypos in zip(ids, results, strict=True):
@@ -88,15 +168,15 @@ class Translator(Pretrained):
                         detok = task.detokenize(tokens)
                         if rank == 0:
                             hyps[i] = detok
+                            total = [total[0] + float(h.positional_scores.sum()),
+                                     total[1] + h.positional_scores.numel()]  # fmt: skip
                             _plot(show, str(i), source, tokens, h)
                         lines += _hypothesis_lines(i, h, tokens, detok, show)
                     if not show.quiet:
                         out.write("\n".join(lines) + "\n")
                 out.flush()
                 bar.update(len(ids))
-        order = sorted(hyps)
-        bleu = corpus_scores([hyps[i] for i in order], [[refs[i] for i in order]], "bleu")[0]
-        out.write(f"Generate {split.subset} with beam={search.beam}: {bleu.text}\n")
+        out.write(_final_line(split.subset, show, hyps, refs, total) + "\n")
 
     def generate_lines(
         self, batches: LineBatches, lines: LinesRequest, options: GenerateOptions, out: IO[str]
@@ -106,25 +186,45 @@ class Translator(Pretrained):
         base = replace(edit, source_name=lines.source_name,
                        max_source_positions=lines.max_positions,
                        skip_invalid=lines.skip_invalid)  # fmt: skip
+        if show.score_reference:
+            raise RnnkitError(
+                "--score-reference scores a binarized DATA split's references; "
+                "for raw lines: rnnkit score --input SRC --reference TGT"
+            )
+        if show.print_scores or show.output_format == "jsonl":
+            get_reporter().info(UNITS)
         for batch in batches:
             opts = replace(base, first_line=batch[0][0])
             results = self.task.translate_lines(self.model, [t for _, t in batch], show.search,
                                                 self.device, opts)  # fmt: skip
-            for (n, _), t in zip(batch, results, strict=True):
-                out.write(self._raw_line(t, show, n) + "\n")
+            for (n, text), t in zip(batch, results, strict=True):
+                out.write(self._raw_line(t, show, n, text) + "\n")
             out.flush()
 
-    def _raw_line(self, t: Translation, show: GenerateOptions, n: int) -> str:
-        """The output line of one input line: n-best joined by ' ||| ', alignment after a tab."""
-        texts = []
+    def _raw_line(self, t: Translation, show: GenerateOptions, n: int, text: str) -> str:
+        """The output line of input line ``n`` (``text``): n-best joined by ' ||| ' (an
+        alignment after a tab), ``hypothesis<TAB>score`` groups with ``print_scores``, or a
+        JSON object with ``output_format`` jsonl."""
+        nbest: list[dict[str, Any]] = []
         for rank, (h, tokens) in enumerate(zip(t.hypotheses, t.tokens, strict=True)):
-            text = self.task.detokenize(tokens) if show.post_process else " ".join(tokens)
+            out = self.task.detokenize(tokens) if show.post_process else " ".join(tokens)
+            entry: dict[str, Any] = {"hypothesis": out, "score": h.score, "tokens": tokens}
+            if show.print_scores:
+                entry["positional_scores"] = h.positional_scores.tolist()
             if show.print_alignment and h.alignment is not None:
-                text += "\t" + _alignment(h)
+                entry["alignment"] = _alignment(h)
             if rank == 0:
                 _plot(show, f"line{n}", t.source, tokens, h)
-            texts.append(text)
-        return " ||| ".join(texts)
+            nbest.append(entry)
+        if show.output_format == "jsonl":
+            return json.dumps({"line": n, "source": text, "nbest": nbest}, ensure_ascii=False)
+        groups = []
+        for e in nbest:
+            fields = (
+                [e["hypothesis"], f"{e['score']:.4f}"] if show.print_scores else [e["hypothesis"]]
+            )
+            groups.append("\t".join(fields + ([e["alignment"]] if "alignment" in e else [])))
+        return ("\t" if show.print_scores else " ||| ").join(groups)
 
 
 def _prepared(options: GenerateOptions) -> tuple[GenerateOptions, TranslateOptions]:
@@ -152,6 +252,42 @@ def read_align_dict(path: str) -> dict[str, str] | None:
                 raise RnnkitError(f"{path}:{n}: expected 'source target', got {line.strip()!r}")
             pairs[fields[0]] = fields[1]
     return pairs
+
+
+def _score_record(positional: list[float], token_scores: bool) -> dict[str, Any]:
+    """``score``'s result for one line: tokens, log-prob (nats), perplexity (per-token
+    log-probs with ``token_scores``), the fields of a language model's line scores."""
+    logprob = sum(positional)
+    record: dict[str, Any] = {
+        "tokens": len(positional),
+        "logprob": logprob,
+        "ppl": math.exp(-logprob / len(positional)),
+    }
+    if token_scores:
+        record["token_logprobs"] = positional
+    return record
+
+
+def _final_line(
+    subset: str,
+    show: GenerateOptions,
+    hyps: dict[int, str],
+    refs: dict[int, str],
+    total: list[float],
+) -> str:
+    """The last line of ``generate DATA``: sacreBLEU of the hypotheses, or with
+    ``--score-reference`` the references' loss (nats/token) and perplexity."""
+    if show.score_reference:
+        loss = -total[0] / max(total[1], 1)
+        return (
+            f"Score {subset} references: {len(hyps)} sentences | {int(total[1])} tokens | "
+            f"loss {loss:.4f} nats/token | ppl {math.exp(min(loss, 100.0)):.2f}"
+        )
+    from rnnkit.scoring import corpus_scores
+
+    order = sorted(hyps)
+    bleu = corpus_scores([hyps[i] for i in order], [[refs[i] for i in order]], "bleu")[0]
+    return f"Generate {subset} with beam={show.search.beam}: {bleu.text}"
 
 
 def _alignment(hypo: Hypothesis) -> str:
