@@ -12,11 +12,13 @@ the median target tokens/s of each and their ratio are printed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -39,8 +41,9 @@ def train_config(updates: int, amp: str = "none") -> TrainConfig:
                                      no_epoch_checkpoints=True, amp=amp))  # fmt: skip
 
 
-def raw_loop(data: Path, updates: int) -> float:
-    """Bare PyTorch on the batches rnnkit would train on. Returns target tokens/s."""
+def raw_steps(data: Path, updates: int) -> Iterator[tuple[int, float]]:
+    """Bare PyTorch on the batches rnnkit would train on: (target tokens, seconds) per update,
+    the batch's collation included. ``benchmarks/peers.py`` times its bare loop with this too."""
     torch.manual_seed(1)
     task = load_task(data)
     pad, eos = task.tgt_dict.pad_index, task.tgt_dict.eos_index
@@ -50,15 +53,20 @@ def raw_loop(data: Path, updates: int) -> float:
     # The batches rnnkit trains on: its epoch seed is the first draw of a generator seeded 1.
     seed = int(torch.randint(2**31 - 1, (1,), generator=torch.Generator().manual_seed(1)))
     batches = task.batches("train", train_config(updates), seed=seed, limit=True)
-    tokens, t0 = 0, time.perf_counter()
-    for ids in batches[:updates]:
+    for ids in itertools.islice(itertools.cycle(batches), updates):
+        t0 = time.perf_counter()
         batch = collate(ids.tolist(), [src[i] for i in ids], [tgt[i] for i in ids], pad, eos)
         loss, n = model.loss(batch, pad)
         opt.zero_grad(set_to_none=True)
         (loss / n).backward()
         opt.step()
-        tokens += n
-    return tokens / (time.perf_counter() - t0)
+        yield int(n), time.perf_counter() - t0
+
+
+def raw_loop(data: Path, updates: int) -> float:
+    """Bare PyTorch on the batches rnnkit would train on. Returns target tokens/s."""
+    steps = list(raw_steps(data, updates))
+    return sum(n for n, _ in steps) / sum(t for _, t in steps)
 
 
 def rnnkit_loop(data: Path, updates: int, save_dir: Path, amp: str = "none") -> float:
