@@ -95,10 +95,19 @@ def generate(
     buffer_size: Annotated[
         int | None,
         _opt(
-            "Raw input: lines decoded together (default 64; 1 when stdin is a terminal).", IO_PANEL
+            "Raw input: lines read before their answers are written (default 64; 1 when stdin "
+            "is a terminal); a buffer is decoded in --batch-size groups of similar length.",
+            IO_PANEL,
         ),  # fmt: skip
     ] = None,
-    batch_size: Annotated[int, _opt("Binarized data: sentences per batch.", IO_PANEL)] = 64,
+    batch_size: Annotated[
+        int,
+        _opt(
+            "Sentences decoded together (binarized data, and each raw --buffer-size buffer; "
+            "beam × this many rows per step bound decoding memory).",
+            IO_PANEL,
+        ),
+    ] = 64,
     max_tokens: Annotated[
         int, _opt("Binarized data: source tokens per batch (0: off).", IO_PANEL)
     ] = 0,
@@ -230,7 +239,7 @@ def generate(
             model.generate_split(split, options, out)
         else:
             assert input is not None
-            lines = lines_request(input, max_source_positions, skip_invalid_size_inputs)
+            lines = lines_request(input, max_source_positions, skip_invalid_size_inputs, batch_size)
             model.generate_lines(read_batches(input, buffer_size), lines, options, out)
 
 

@@ -115,11 +115,17 @@ class DecoderEnsemble(Ensemble):
         return lprobs, EnsembleState(tuple(s for _, s, _ in outs)), attn
 
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor,
+        prev_output_tokens: Tensor,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Teacher-forced pass: log mean probabilities (B, T, V) and mean attention (B, T, S)."""
+        """Teacher-forced pass: log mean probabilities (B, T, V) — (N, V) at the positions of
+        ``keep`` (B, T) bool, as a model's forward — and mean attention (B, T, S)."""
         outs = [m(src_tokens, src_lengths, prev_output_tokens) for m in self.models]
-        return mean_log_probs([s for s, _ in outs]), _mean_or_none([a for _, a in outs])
+        lprobs = mean_log_probs([s for s, _ in outs])
+        return lprobs if keep is None else lprobs[keep], _mean_or_none([a for _, a in outs])
 
 
 class LanguageModelEnsemble(Ensemble):

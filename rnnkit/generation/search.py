@@ -76,6 +76,14 @@ class SearchConfig:
         default=True,
         metadata={"help": "Finish a sentence once its beam is full (fairseq).", "cli": False},
     )
+    attention: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep each hypothesis's attention and hard alignment; off, search keeps no "
+            "(N*K, t, S) history (less memory and copying per step).",
+            "cli": False,
+        },
+    )
 
     def __post_init__(self) -> None:
         rules = [
@@ -178,6 +186,8 @@ def generate(
             attn = None if attn is None else attn.index_select(0, beams)
         else:
             lprobs, state, attn = decoder.step(active.last_tokens(eos), state)  # (N*K, V)
+        if not cfg.attention:
+            attn = None  # no history, no alignment: the hypotheses carry None
         if active.step == 0 and not cfg.sampling and k > lprobs.size(1):
             raise RnnkitError(
                 f"--beam {k} is wider than the target vocabulary ({lprobs.size(1)} symbols); "
@@ -208,9 +218,9 @@ def _adjust(
         lprobs = lprobs.masked_fill(banned, NEG_INF)
     at_max = (active.max_len <= t).repeat_interleave(cfg.beam)  # (N*K,) rows that must end now
     if at_max.any():  # eos only, with its own log-prob; this wins over min_len
-        only_eos = torch.full_like(lprobs, NEG_INF)
-        only_eos[:, eos] = eos_lprobs
-        lprobs = torch.where(at_max.unsqueeze(1), only_eos, lprobs)
+        rows = at_max.nonzero().squeeze(1)  # in place: no (N*K, V) copies at the limit
+        lprobs[rows] = NEG_INF
+        lprobs[rows, eos] = eos_lprobs[rows]
     return lprobs
 
 
