@@ -4,7 +4,9 @@ Both sides train the same shape on the same token stream: embedding → nn.LSTM 
 cross-entropy → clip → optimizer step, stateful BPTT with a detached carried state. The rnnkit
 side is the real training loop (`fit`, progress, logging, final checkpoint), stopped by
 ``--max-update``. Runs alternate (raw, rnnkit, raw, rnnkit, ...) so drift hits both; the median
-tokens/s of each and the ratio are printed, with peak RSS.
+tokens/s of each and the ratio are printed, with peak RSS. Each run is a fresh spawned process,
+warmed up with 5 updates of its own side, so nothing one side sets process-wide (rnnkit's malloc
+settings) reaches the other.
 
     python benchmarks/train_lm.py --shape small --updates 100 --repeats 3
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -32,6 +35,7 @@ from rnnkit.dictionary import Dictionary
 from rnnkit.tasks import load_task
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.loop import build_run, fit
+from rnnkit.training.precision import keep_freed_memory
 
 SHAPES = {
     "small": dict(arch="lstm_lm_zaremba_small", hidden=200, layers=2, dropout=0.0),
@@ -117,8 +121,30 @@ def rnnkit_loop(data: Path, shape: dict, args: argparse.Namespace, save_dir: Pat
     )
     run = build_run(cfg, load_task(data), shape["arch"], [], save_dir)
     t0 = time.perf_counter()
+    keep_freed_memory()  # as `rnnkit train` does for its process
     fit(run)
     return args.updates * args.batch_size * args.bptt / (time.perf_counter() - t0)
+
+
+def measure(side: str, data: Path, shape: dict, args: argparse.Namespace, save_dir: Path) -> tuple:
+    """Tokens/s of ``side`` (raw or rnnkit) after 5 updates of warm-up, and this process's peak
+    RSS (MiB)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warm = argparse.Namespace(**{**vars(args), "updates": 5})
+    if side == "raw":
+        raw_loop(data, shape, warm)
+        tps = raw_loop(data, shape, args)
+    else:
+        rnnkit_loop(data, shape, warm, save_dir.with_name(save_dir.name + "-warm"))
+        tps = rnnkit_loop(data, shape, args, save_dir)
+    return tps, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def isolated(*args: object) -> tuple:
+    """:func:`measure` in a fresh spawned process."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, args)
 
 
 def main() -> None:
@@ -135,16 +161,16 @@ def main() -> None:
     shape = SHAPES[args.shape]
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), 10_000, 300_000)
-        raw, kit = [], []
-        raw_loop(data, shape, argparse.Namespace(**{**vars(args), "updates": 5}))  # warm-up
+        raw, kit, rss = [], [], [0.0]
         for r in range(args.repeats):
-            raw.append(raw_loop(data, shape, args))
-            kit.append(rnnkit_loop(data, shape, args, Path(tmp) / f"run{r}"))
+            for side, out in (("raw", raw), ("rnnkit", kit)):
+                tps, peak = isolated(side, data, shape, args, Path(tmp) / f"{side}{r}")
+                out.append(tps)
+                rss.append(peak)
             print(
                 f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s",
                 file=sys.stderr,
             )
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     r_med, k_med = statistics.median(raw), statistics.median(kit)
     print(
         f"shape {args.shape} ({shape['arch']}), batch {args.batch_size}, bptt {args.bptt}, "
@@ -155,7 +181,7 @@ def main() -> None:
     print(f"raw PyTorch loop: {r_med:,.0f} tokens/s (median)")
     print(f"rnnkit train:     {k_med:,.0f} tokens/s (median)")
     print(f"ratio rnnkit/raw: {k_med / r_med:.3f}")
-    print(f"peak RSS: {rss:,.0f} MiB")
+    print(f"peak RSS (largest process): {max(rss):,.0f} MiB")
 
 
 if __name__ == "__main__":

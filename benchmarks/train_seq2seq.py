@@ -4,7 +4,9 @@ Workload and model: :mod:`seq2seq_workload` ("reversed PTB", 2×256 LSTMs, gener
 input feeding, no dropout), Adam 1e-3, batches of 64 sentences. Both sides train on the same
 length-bucketed batches; the rnnkit side is the real loop (``fit``: progress, logging, the final
 checkpoint) stopped by ``--max-update``. Runs alternate (raw, rnnkit, ...) so drift hits both;
-the median target tokens/s of each and their ratio are printed.
+the median target tokens/s of each and their ratio are printed. Each run is a fresh process
+(spawned, warmed up with 3 updates of its own side before the timed ones), as a real command is:
+what one side sets process-wide (rnnkit's malloc settings, oneDNN's caches) cannot help the other.
 
     python benchmarks/train_seq2seq.py --updates 60 --repeats 3 --threads 2 [--amp bf16]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
 import platform
 import statistics
 import sys
@@ -31,6 +34,7 @@ from rnnkit.tasks import load_task  # noqa: E402
 from rnnkit.tasks.translation import collate  # noqa: E402
 from rnnkit.training.config import TrainConfig  # noqa: E402
 from rnnkit.training.loop import build_run, fit  # noqa: E402
+from rnnkit.training.precision import keep_freed_memory  # noqa: E402
 
 BATCH = 64
 
@@ -83,8 +87,26 @@ def rnnkit_loop(data: Path, updates: int, save_dir: Path, amp: str = "none") -> 
 
     run.task.loss = counting_loss
     t0 = time.perf_counter()
+    keep_freed_memory()  # as `rnnkit train` does for its process
     fit(run)
     return counted[0] / (time.perf_counter() - t0)
+
+
+def measure(side: str, data: Path, updates: int, save_dir: Path, amp: str, threads: int) -> float:
+    """Target tokens/s of ``side`` (raw or rnnkit) after 3 updates of warm-up, in this process."""
+    if threads:
+        torch.set_num_threads(threads)
+    if side == "raw":
+        raw_loop(data, 3)
+        return raw_loop(data, updates)
+    rnnkit_loop(data, 3, save_dir.with_name(save_dir.name + "-warm"), amp)
+    return rnnkit_loop(data, updates, save_dir, amp)
+
+
+def isolated(*args: object) -> float:
+    """:func:`measure` in a fresh spawned process."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, args)
 
 
 def main() -> None:
@@ -99,14 +121,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_workload(Path(tmp))
-        raw_loop(data, 3)  # warm-up
         raw, kit, bf16 = [], [], []
+        n, t = args.updates, args.threads
         for r in range(args.repeats):
-            raw.append(raw_loop(data, args.updates))
-            kit.append(rnnkit_loop(data, args.updates, Path(tmp) / f"run{r}"))
+            raw.append(isolated("raw", data, n, Path(tmp) / f"raw{r}", "none", t))
+            kit.append(isolated("rnnkit", data, n, Path(tmp) / f"run{r}", "none", t))
             extra = ""
             if args.amp == "bf16":
-                bf16.append(rnnkit_loop(data, args.updates, Path(tmp) / f"bf16{r}", "bf16"))
+                bf16.append(isolated("rnnkit", data, n, Path(tmp) / f"bf16{r}", "bf16", t))
                 extra = f", rnnkit --amp bf16 {bf16[-1]:,.0f} tok/s"
             print(f"repeat {r + 1}: raw {raw[-1]:,.0f} tok/s, rnnkit {kit[-1]:,.0f} tok/s{extra}",
                   file=sys.stderr)  # fmt: skip

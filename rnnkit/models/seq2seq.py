@@ -190,7 +190,11 @@ class Seq2Seq(nn.Module):
         return Seq2SeqState(state, mapped.masked_fill(~enc.mask, self.pad))
 
     def decode(
-        self, prev_tokens: Tensor, state: Seq2SeqState, normalize: bool = True
+        self,
+        prev_tokens: Tensor,
+        state: Seq2SeqState,
+        normalize: bool = True,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Seq2SeqState, Tensor | None]:
         """T target steps from ``state``: ``prev_tokens`` (B, T) → log-probs (B, T, V'),
         the state after step T, and attention (B, T, S) (None without attention).
@@ -198,25 +202,36 @@ class Seq2Seq(nn.Module):
         V' is V, or V + |source vocabulary| for a copy model decoding with extended ids. With
         ``normalize=False`` the scores are logits (log-probs up to a constant per position:
         cross-entropy normalizes them itself, so training skips one log-softmax); a copy model
-        always returns log-probs.
+        always returns log-probs. With ``keep`` (B, T) bool the scores are those of the kept
+        positions only, (N, V'), row-major: training skips the output layer at padding.
         """
         tokens = prev_tokens.masked_fill(prev_tokens >= self.vocab_size, self.unk)
         emb = self.drop(self.embed(tokens))  # (B, T, E)
         out, dec_state = self.decoder(emb, state.decoder)
-        scores = self._output(out, emb, state.src_map, normalize)
+        scores = self._output(out, emb, state.src_map, normalize, keep)
         return scores, state.replace(decoder=dec_state), out.attention
 
     def _output(
-        self, out: DecoderOut, emb: Tensor, src_map: Tensor | None, normalize: bool = True
+        self,
+        out: DecoderOut,
+        emb: Tensor,
+        src_map: Tensor | None,
+        normalize: bool = True,
+        keep: Tensor | None = None,
     ) -> Tensor:
-        """Features (B, T, F) → log-probs (B, T, V'), mixed with the copy distribution if any."""
-        x = self.drop(out.features)
+        """Features (B, T, F) → log-probs (B, T, V') (or (N, V') at ``keep``), mixed with the
+        copy distribution if any."""
+        x = self.drop(out.features)  # dropout before selecting: the same draws either way
+        if keep is not None and self.p_gen is None:
+            x = x[keep]  # (N, F)
+            keep = None
         if self.proj is not None:
             x = self.proj(x)
         logits = self.out(x)  # (B, T, V)
         attn = out.attention
         if self.p_gen is None or attn is None or out.context is None or src_map is None:
-            return F.log_softmax(logits, dim=-1) if normalize else logits
+            scores = F.log_softmax(logits, dim=-1) if normalize else logits
+            return scores if keep is None else scores[keep]
         features = torch.cat([out.context, out.query, emb], dim=-1)
         p_gen = torch.sigmoid(self.p_gen(features))  # (B, T, 1)
         size = max(self.vocab_size, int(src_map.max()) + 1) if src_map.numel() else self.vocab_size
@@ -226,15 +241,21 @@ class Seq2Seq(nn.Module):
         probs = F.pad(probs, (0, size - self.vocab_size))
         index = src_map.unsqueeze(1).expand(-1, attn.size(1), -1)  # (B, T, S)
         probs = probs.scatter_add(2, index, attn * (1 - p_gen))
-        return torch.log(probs.clamp(min=1e-12))
+        log_probs = torch.log(probs.clamp(min=1e-12))
+        return log_probs if keep is None else log_probs[keep]
 
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor,
+        prev_output_tokens: Tensor,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced pass: logits (B, T, V) (log-probs for a copy model; either way what
-        cross-entropy takes) and attention (B, T, S) or None."""
+        cross-entropy takes) and attention (B, T, S) or None. With ``keep`` (B, T) bool, the
+        logits of the kept positions only, (N, V) in row-major order (the loss's targets)."""
         state = self.encode(src_tokens, src_lengths, extend=False)
-        scores, _, attn = self.decode(prev_output_tokens, state, normalize=False)
+        scores, _, attn = self.decode(prev_output_tokens, state, normalize=False, keep=keep)
         return scores, attn
 
     def step(

@@ -123,6 +123,12 @@ def _stack(spec: DecoderSpec, input_size: int) -> RecurrentStack:
                           dropout=spec.dropout, residual=spec.residual)  # fmt: skip
 
 
+def _by_cells(rnn: nn.Module, emb: Tensor) -> bool:
+    """Whether to step ``rnn`` through its cells with the first layer's input projection hoisted
+    (:meth:`RecurrentStack.steps_by_cells`); a stack swapped for another (int8) keeps its own."""
+    return isinstance(rnn, RecurrentStack) and rnn.steps_by_cells(emb)
+
+
 def _attention(spec: DecoderSpec) -> Attention:
     # Luong scores the current h_t, Bahdanau the previous s_{t-1}: the query has size H either way.
     return Attention(spec.attention, spec.hidden_size, spec.key_size, spec.attention_mode,
@@ -224,6 +230,8 @@ class BahdanauDecoder(_AttentionDecoder):
         self.feature_size = e
 
     def forward(self, emb: Tensor, state: AttentionState) -> tuple[DecoderOut, AttentionState]:
+        if _by_cells(self.rnn, emb):
+            return self._forward_cells(emb, state)
         keys, step0, hidden = state.keys, self.first_step(emb, state), state.hidden
         steps = _Steps(self.copy)
         for t in range(emb.size(1)):  # each step needs the last one's state
@@ -234,6 +242,25 @@ class BahdanauDecoder(_AttentionDecoder):
             feat = torch.tanh(self.readout(torch.cat([h_t, x.squeeze(1), ctx], dim=-1)))
             steps.add(feat, w, ctx, h_t)
         return steps.out(), state.replace(hidden=hidden, step=state.step + emb.size(1))
+
+    def _forward_cells(
+        self, emb: Tensor, state: AttentionState
+    ) -> tuple[DecoderOut, AttentionState]:
+        """:meth:`forward`'s math with W_ih E y_{t-1} of all steps in one product before the
+        loop; only the context part of the first layer's input is projected per step."""
+        keys, step0 = state.keys, self.first_step(emb, state)
+        gx = self.rnn.project_first(emb)  # T × (B, G)
+        weights = self.rnn.step_weights(state.keys.keys.size(-1))
+        hidden = self.rnn.layer_states(state.hidden)
+        steps = _Steps(self.copy)
+        for t, x in enumerate(emb.unbind(1)):  # unbound: one backward op for all steps
+            ctx, w = self.attention(hidden[-1][0], keys, step0 + t)  # query s_{t-1}
+            hidden = self.rnn.cell_step(gx[t], ctx, hidden, weights)
+            h_t = hidden[-1][0]  # (B, H)
+            feat = torch.tanh(self.readout(torch.cat([h_t, x, ctx], dim=-1)))
+            steps.add(feat, w, ctx, h_t)
+        new = state.replace(hidden=self.rnn.stacked(hidden), step=state.step + emb.size(1))
+        return steps.out(), new
 
 
 class LuongDecoder(_AttentionDecoder):
@@ -263,6 +290,8 @@ class LuongDecoder(_AttentionDecoder):
     def forward(self, emb: Tensor, state: AttentionState) -> tuple[DecoderOut, AttentionState]:
         keys, step0 = state.keys, self.first_step(emb, state)
         hidden, feed = state.hidden, state.input_feed
+        if feed is not None and _by_cells(self.rnn, emb):
+            return self._forward_cells(emb, state, feed)
         if feed is None:
             outs, hidden = self.rnn(emb, hidden)  # (B, T, H)
         steps = _Steps(self.copy)
@@ -278,6 +307,27 @@ class LuongDecoder(_AttentionDecoder):
             feed = feat if feed is not None else None
             steps.add(feat, w, ctx, h_t)
         new = state.replace(hidden=hidden, input_feed=feed, step=state.step + emb.size(1))
+        return steps.out(), new
+
+    def _forward_cells(
+        self, emb: Tensor, state: AttentionState, feed: Tensor
+    ) -> tuple[DecoderOut, AttentionState]:
+        """Input feeding with W_ih E y_{t-1} of all steps in one product before the loop; only
+        the h̃_{t-1} part of the first layer's input is projected per step."""
+        keys, step0 = state.keys, self.first_step(emb, state)
+        gx = self.rnn.project_first(emb)  # T × (B, G)
+        weights = self.rnn.step_weights(feed.size(-1))
+        hidden = self.rnn.layer_states(state.hidden)
+        steps = _Steps(self.copy)
+        for t in range(emb.size(1)):
+            hidden = self.rnn.cell_step(gx[t], feed, hidden, weights)
+            h_t = hidden[-1][0]  # (B, H)
+            ctx, w = self.attention(h_t, keys, step0 + t)  # query h_t
+            feed = self.combine(h_t, ctx)  # h̃_t (B, H)
+            steps.add(feed, w, ctx, h_t)
+        new = state.replace(
+            hidden=self.rnn.stacked(hidden), input_feed=feed, step=state.step + emb.size(1)
+        )
         return steps.out(), new
 
 

@@ -109,3 +109,62 @@ def run_lstm_cells(
             cs.append(c)
         inp = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
     return inp.unsqueeze(1), torch.stack(hs), torch.stack(cs)
+
+
+_CELLS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell}
+LayerState = tuple[Tensor, Tensor | None]  # one layer's h (B, H) and, for an LSTM, c
+
+
+def project_first_layer(mode: str, x: Tensor, weights: list[Tensor]) -> Tensor:
+    """The first layer's gate inputs from ``x`` (B, T, I'), the first I' of its input features,
+    for all T steps in one matrix product: (B, T, G). ``weights`` are torch's flat ones.
+
+    Both biases fold in for an LSTM; a GRU's b_hh stays in the step (it sits inside r ⊙ (·)).
+    The rest of the input (input feeding, attention context) comes per step in
+    :func:`cell_step`; W_ih is split by slicing, so the parameters stay as they are.
+    """
+    w_ih, _, b_ih, b_hh = weights[:4]
+    bias = b_ih + b_hh if mode == "LSTM" else b_ih
+    return F.linear(x, w_ih[:, : x.size(-1)], bias)
+
+
+def cell_step(
+    mode: str,
+    gx: Tensor,
+    rest: Tensor,
+    hidden: list[LayerState],
+    weights: list[Tensor],
+    *,
+    dropout: float,
+    training: bool,
+) -> list[LayerState]:
+    """One time step of a one-direction LSTM/GRU stack through torch's cells, the first layer's
+    gate inputs ``gx`` (B, G) given (:func:`project_first_layer`) and ``rest`` (B, I - I') the
+    input features they lack. ``weights`` are torch's flat ones with the first W_ih cut to its
+    last I - I' columns (:func:`rest_weights`, sliced once per sequence, not per step: each
+    slice costs a zero-filled full-size gradient in backward). ``hidden`` holds each layer's
+    state; returns the new ones (the top layer's h is the output). Dropout sits on every layer's
+    output but the last, as in the kernel, with the same draws.
+
+    With a few dozen rows and autograd on, this is faster than one oneDNN kernel call per step
+    (which zero-fills and accumulates the weight gradients on every call).
+    """
+    cell, new = _CELLS[mode], []
+    inp = rest
+    for k, (h, c) in enumerate(hidden):
+        w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
+        if k == 0:  # gx as a per-row bias: W_ih[:, :I'] x_t (+ the biases), computed before
+            b_ih, b_hh = gx, None if mode == "LSTM" else b_hh
+        else:
+            inp = F.dropout(inp, dropout, training)
+        state = cell(inp, h if c is None else (h, c), w_ih, w_hh, b_ih, b_hh)
+        new.append((state, None) if c is None else state)
+        inp = new[-1][0]
+    return new
+
+
+def rest_weights(weights: list[Tensor], rest: int) -> list[Tensor]:
+    """torch's flat weights with the first layer's W_ih cut to its last ``rest`` columns (a view:
+    gradients flow back into the parameter)."""
+    w_ih = weights[0]
+    return [w_ih[:, w_ih.size(1) - rest :], *weights[1:]]

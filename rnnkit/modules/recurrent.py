@@ -13,6 +13,11 @@ decoder and of the tagger's sentence encoder. It owns all layers' parameters und
 3. **reference steps** (:class:`~rnnkit.modules.reference.ReferenceRNN`) for cells without a
    fused kernel (Jordan, plugins), layer norm, or ``force_reference=True``.
 
+Decoders that feed something back into every step (input feeding, Bahdanau's context) train
+through :meth:`RecurrentStack.project_first` (the first layer's input projection of all steps in
+one product) and :meth:`RecurrentStack.cell_step` (torch's LSTM/GRU cells), which beats one
+kernel call per step when autograd is on (issue 16.2).
+
 Each path reads right-padded rows as packed sequences when ``forward`` gets ``lengths``. The
 carried state is one explicit :class:`RecurrentState`. Under bf16 autocast on a CPU where oneDNN
 has no bf16 the stack runs in fp32 (:func:`fp32_recurrence`).
@@ -30,7 +35,15 @@ from torch import Tensor, nn
 
 from rnnkit.modules.cells import direction_suffixes, make_cell
 from rnnkit.modules.dropout import drop_weight, make_dropout
-from rnnkit.modules.fused import Packing, run_kernel, run_lstm_cells
+from rnnkit.modules.fused import (
+    LayerState,
+    Packing,
+    cell_step,
+    project_first_layer,
+    rest_weights,
+    run_kernel,
+    run_lstm_cells,
+)
 from rnnkit.modules.reference import ReferenceRNN
 
 # On CPU torch runs the LSTM through oneDNN when it is enabled. For a single step (sampling,
@@ -281,3 +294,53 @@ class RecurrentStack(nn.Module):
         mode = self.spec.fused_mode
         assert mode is not None
         return run_kernel(mode, x, h0, c0, weights, packing=packing, **options)  # type: ignore[arg-type]
+
+    # Step by step with the first layer's input projection hoisted (decoders that feed something
+    # back into the recurrence: input feeding, Bahdanau's context). See rnnkit.modules.fused.
+
+    def steps_by_cells(self, x: Tensor) -> bool:
+        """Whether a decoder may run ``x`` (B, T, ·)'s T > 1 steps through :meth:`project_first`
+        and :meth:`cell_step`: a fused one-direction LSTM or GRU stack on the CPU, without
+        autocast or a training-time weight drop (those keep the kernel path)."""
+        return (
+            self.single_call
+            and not self.bidirectional
+            and self.spec.fused_mode in ("LSTM", "GRU")
+            and x.device.type == "cpu"
+            and x.size(1) > 1
+            and not torch.is_autocast_enabled("cpu")
+            and not (self.training and self.weight_drop > 0)
+        )
+
+    def project_first(self, x: Tensor) -> list[Tensor]:
+        """The first layer's gate inputs from ``x`` (B, T, I'), the first I' input features, for
+        all steps in one product: T tensors (B, G) (unbound: one backward op, not T)."""
+        mode, weights = self.spec.fused_mode or "", self.rnn._flat_weights
+        return list(project_first_layer(mode, x, weights).unbind(1))  # type: ignore[arg-type]
+
+    def step_weights(self, rest: int) -> list[Tensor]:
+        """The weights :meth:`cell_step` takes when ``rest`` input features come per step."""
+        return rest_weights(self.rnn._flat_weights, rest)  # type: ignore[arg-type]
+
+    def cell_step(
+        self, gx: Tensor, rest: Tensor, hidden: list[LayerState], weights: list[Tensor]
+    ) -> list[LayerState]:
+        """One step from gate inputs ``gx`` (B, G) and the remaining input features ``rest``;
+        ``hidden`` per layer (see :meth:`layer_states`), ``weights`` from :meth:`step_weights`."""
+        return cell_step(
+            self.spec.fused_mode or "", gx, rest, hidden, weights,
+            dropout=self.rnn.dropout, training=self.training,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    @staticmethod
+    def layer_states(state: RecurrentState) -> list[LayerState]:
+        """``state`` as one (h, c) per layer, each (B, H)."""
+        cs = [None] * state.h.size(0) if state.c is None else list(state.c.unbind(0))
+        return list(zip(state.h.unbind(0), cs, strict=True))
+
+    @staticmethod
+    def stacked(hidden: list[LayerState]) -> RecurrentState:
+        """Per-layer states back to one :class:`RecurrentState` (L, B, H)."""
+        h = torch.stack([s[0] for s in hidden])
+        c = None if hidden[0][1] is None else torch.stack([s[1] for s in hidden])  # type: ignore[misc]
+        return RecurrentState(h, c)
