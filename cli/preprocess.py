@@ -60,7 +60,9 @@ def preprocess_command(
     tgtdict: Annotated[str | None, _opt("tgtdict", panel=DICT)] = None,
     workers: Annotated[int | None, _opt("workers", panel=RUN)] = None,
     force: Annotated[bool, _opt("force", panel=RUN)] = False,
-    keep_empty: Annotated[bool, _opt("keep_empty", panel=DATA)] = False,
+    keep_empty: Annotated[
+        bool | None, _opt("keep_empty", "--keep-empty/--drop-empty", panel=DATA)
+    ] = None,
     user_dir: UserDirOption = None,
 ) -> None:
     """Tokenize raw text, build dictionaries and write memory-mapped .bin/.idx datasets.

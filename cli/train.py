@@ -21,6 +21,7 @@ from rnnkit.training import distributed
 from rnnkit.training.config import TrainConfig, train_config_class
 from rnnkit.training.logs import check_logging
 from rnnkit.training.loop import TrainingInterrupted, build_run, fit
+from rnnkit.training.precision import keep_freed_memory
 from rnnkit.training.preflight import check_launch
 from rnnkit_cli.common import UserDirOption, dataclass_parameters, set_threads, setup_plugins
 from rnnkit_cli.launch import MAX_RESTARTS, NPROC, launch_workers, report_once
@@ -57,8 +58,10 @@ def train(
     data: Annotated[
         Path,
         typer.Argument(
-            help="Data directory written by `rnnkit preprocess`, or shards `DIR0:DIR1:...`: "
-            "epoch k trains on shard (k-1) mod n; valid/test and dictionaries from the first."
+            help="Data directory written by `rnnkit preprocess` or `fairseq-preprocess` (a "
+            "data-bin: the task and languages come from its file names), or shards "
+            "`DIR0:DIR1:...`: epoch k trains on shard (k-1) mod n; valid/test and dictionaries "
+            "from the first."
         ),
     ],
     arch: Annotated[
@@ -69,6 +72,25 @@ def train(
     ],
     config: Annotated[
         Path | None, typer.Option(help="JSON file of training and model options.")
+    ] = None,
+    source_lang: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--source-lang",
+            help="Translation data: the source language, either side of the data's pair "
+            "(default: the pair's first, as in its file names train.SRC-TGT.*).",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    target_lang: Annotated[
+        str | None,
+        typer.Option(
+            "-t",
+            "--target-lang",
+            help="Translation data: the target language (default: the other side of the pair).",
+            rich_help_panel="Data",
+        ),
     ] = None,
     user_dir: UserDirOption = None,
     nproc_per_node: Annotated[
@@ -112,13 +134,14 @@ def train(
     cfg = resolve(cfg_class, file_train, given)
     if os.environ.get("RANK", "0") == "0":  # rank 0 alone writes logs: refuse bad ones first
         check_logging(cfg)
-    task = load_task(data)
+    task = load_task(data, langs=(source_lang, target_lang))
     # On resume, the options given here (flags and --config) win over the checkpoint's.
     named = {*given, *(k.replace("-", "_") for k in file_train)}
     if nproc_per_node > 1 or max_restarts > 0:  # checked once here, before any worker
         check_launch(cfg, task, arch, [file_model, model_flags], save_dir, named, nproc_per_node)
         launch_workers(nproc_per_node, sys.argv[1:], max_restarts)
     set_threads(cfg.threads)  # process-wide: the command line's to set, not the library's
+    keep_freed_memory()  # process-wide too: reuse each update's big buffers (precision.py)
     try:
         fit(build_run(cfg, task, arch, [file_model, model_flags], save_dir, given=named))
     except TrainingInterrupted:

@@ -23,7 +23,7 @@ from rnnkit.config import BOOL_WORDS, fields_of, kebab, type_name
 from rnnkit.errors import RnnkitError
 from rnnkit.models import ARCH_REGISTRY, MODEL_REGISTRY
 from rnnkit.registry import suggest
-from rnnkit.tasks import TASK_REGISTRY, read_data_meta
+from rnnkit.tasks import TASK_REGISTRY, data_task_name
 from rnnkit.training.config import SECTIONS, TASK_SECTIONS, TrainConfig
 from rnnkit_cli.common import click_options, dataclass_parameters, setup_plugins
 
@@ -78,10 +78,10 @@ def _task_of_data(words: list[str]) -> type | None:
     """The task class of the first word that is a data directory (or shards) of a known task."""
     for word in words:
         first = Path(word.split(":")[0])
-        if not (first / "preprocess.json").is_file():
+        if not first.is_dir():
             continue
         try:
-            name = read_data_meta(first)["task"]
+            name = data_task_name(first)  # preprocess.json's, or a fairseq data-bin's
         except RnnkitError:
             continue
         if name in TASK_REGISTRY:

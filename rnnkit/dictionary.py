@@ -19,6 +19,7 @@ from rnnkit.errors import RnnkitError, at
 from rnnkit.io import atomic_write
 
 BOS, PAD, EOS, UNK = "<s>", "<pad>", "</s>", "<unk>"
+OVERWRITE = "#fairseq:overwrite"  # dict.txt flag: this line re-adds a symbol at a new index
 
 
 class Dictionary:
@@ -110,38 +111,52 @@ class Dictionary:
     def save(self, path: str | os.PathLike) -> None:
         """Write ``dict.txt`` (``token count`` per line, specials omitted) atomically."""
         with atomic_write(path) as f:
-            for sym, n in zip(
-                self.symbols[self.nspecial :], self.count[self.nspecial :], strict=True
-            ):
-                f.write(f"{sym} {n}\n")
+            for line in self.to_lines():
+                f.write(line + "\n")
 
     def to_lines(self) -> list[str]:
-        """The dictionary as ``dict.txt`` lines (for storing inside checkpoints as plain data)."""
-        return [
-            f"{s} {n}"
-            for s, n in zip(self.symbols[self.nspecial :], self.count[self.nspecial :], strict=True)
-        ]
+        """The dictionary as ``dict.txt`` lines (for storing inside checkpoints as plain data).
+
+        A symbol that a ``#fairseq:overwrite`` line added a second time keeps its flag, so the
+        lines read back to the same indices.
+        """
+        seen = set(self.symbols[: self.nspecial])
+        lines = []
+        for sym, n in zip(self.symbols[self.nspecial :], self.count[self.nspecial :], strict=True):
+            lines.append(f"{sym} {n} {OVERWRITE}" if sym in seen else f"{sym} {n}")
+            seen.add(sym)
+        return lines
 
     @classmethod
     def from_lines(cls, lines: Iterable[str], source: str = "<dictionary>") -> Dictionary:
-        """Parse ``dict.txt`` lines; a malformed line raises an error naming ``source:line``."""
+        """Parse ``dict.txt`` lines as fairseq does; a bad line raises an error at ``source:line``.
+
+        Trailing whitespace (a ``\\r``, spaces) is dropped; a line may end in the flag
+        ``#fairseq:overwrite``, which adds the symbol again at a new index that the symbol then
+        maps to (fairseq's rule); any other repeated symbol is an error. Blank lines are skipped.
+        """
         d = cls()
-        for lineno, line in enumerate(lines, 1):
-            if line.endswith("\n"):
-                line = line[:-1]
+        for lineno, raw in enumerate(lines, 1):
+            line = raw.rstrip()
             if line == "":
                 continue
             sym, sep, n = line.rpartition(" ")
+            overwrite = sep != "" and n == OVERWRITE
+            if overwrite:
+                sym, sep, n = sym.rpartition(" ")
             if not sep or not n.lstrip("-").isdigit():
-                raise RnnkitError(f"{at(source, lineno)}: expected '<token> <count>', got {line!r}")
-            if sym.startswith("#fairseq:overwrite"):
                 raise RnnkitError(
-                    f"{at(source, lineno)}: fairseq overwrite flags are not supported"
+                    f"{at(source, lineno)}: expected '<token> <count>' (then optionally "
+                    f"{OVERWRITE}), got {raw!r}"
                 )
-            if sym in d.indices and d.indices[sym] >= d.nspecial:
-                raise RnnkitError(f"{at(source, lineno)}: duplicate token {sym!r}")
-            idx = d.add_symbol(sym, 0)
-            d.count[idx] = int(n)
+            if sym in d.indices and not overwrite:
+                raise RnnkitError(
+                    f"{at(source, lineno)}: duplicate token {sym!r} (end the line with "
+                    f"{OVERWRITE} to give it a new index, as fairseq does)"
+                )
+            d.indices[sym] = len(d.symbols)
+            d.symbols.append(sym)
+            d.count.append(int(n))
         return d
 
     @classmethod

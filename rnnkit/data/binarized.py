@@ -58,8 +58,11 @@ def dtype_code(dtype: np.dtype | type) -> int:
 
 
 def best_dtype(vocab_size: int) -> type[np.generic]:
-    """uint16 for vocabularies under 65,500 entries, else int32 (fairseq's choice)."""
-    return np.uint16 if vocab_size < 65500 else np.int32
+    """The ``.bin`` dtype fairseq writes: uint16 under 65,500 entries, uint32 up to 2³² - 1,
+    else int64."""
+    if vocab_size < 65500:
+        return np.uint16
+    return np.uint32 if vocab_size < 4294967295 else np.int64
 
 
 def data_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:

@@ -73,8 +73,10 @@ class PreprocessConfig:
     tgtdict: str | None = opt(None, "reuse this dict.txt for the target (tags for tagging)")
     workers: int = opt(1, "processes; the output is byte-identical for any number")
     force: bool = opt(False, "replace an existing destdir")
-    keep_empty: bool = opt(
-        False, "keep empty train lines too (char LMs: a blank line is text, as in char-rnn)"
+    keep_empty: bool | None = opt(
+        None,
+        "keep empty train lines (a lone </s>), or drop them; default: keep for lm, as fairseq "
+        "does (a blank line is text), drop for the sentence tasks",
     )
     encoding_errors: Literal["strict", "replace"] = opt(
         "strict", "on invalid UTF-8: fail or U+FFFD"
@@ -173,6 +175,13 @@ def stream_dictionary_options(
     return task_class(cfg).dictionary_specs(cfg, streams)
 
 
+def keep_empty(cfg: PreprocessConfig) -> bool:
+    """Whether empty train lines are kept: ``--keep-empty/--drop-empty``, else the task's rule."""
+    if cfg.keep_empty is not None:
+        return cfg.keep_empty
+    return bool(getattr(task_class(cfg), "keep_empty_lines", False))  # protocol-only plugins
+
+
 def make_jobs(
     cfg: PreprocessConfig,
     split: Split,
@@ -190,7 +199,7 @@ def make_jobs(
             cfg.encoding_errors,
             str(tmp),
             dictionaries,
-            cfg.keep_empty,
+            keep_empty(cfg),
         )
         for c in plan_chunks(split, cfg.workers)
     ]
@@ -335,7 +344,8 @@ def preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
         manifest: dict[str, Any] = {
             "task": cfg.task,
             "tokenizer": tokenizer_info(cfg, text_lines),
-            "options": json.loads(json.dumps(to_dict(cfg))),  # tuples as JSON lists
+            # tuples as JSON lists; keep_empty as applied (the task's default when not given)
+            "options": json.loads(json.dumps({**to_dict(cfg), "keep_empty": keep_empty(cfg)})),
             "dictionaries": {
                 s.dictionary: len(d) for s, d in zip(streams, dictionaries, strict=True)
             },

@@ -269,6 +269,8 @@ class TaskBase:
     name: ClassVar[str] = ""
     inference: ClassVar[type | None] = None
     train_options: ClassVar[type | None] = None
+    # preprocess's default for empty train lines: kept (a lone </s>) or dropped (--keep-empty)
+    keep_empty_lines: ClassVar[bool] = False
 
     @classmethod
     def check_preprocess(cls, cfg: PreprocessConfig) -> None:

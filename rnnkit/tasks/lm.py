@@ -72,6 +72,7 @@ class LanguageModelingTask(TaskBase):
     name = "lm"
     inference = LanguageModel
     train_options = LmTrainOptions
+    keep_empty_lines = True  # as fairseq: an empty line is a lone </s> (a paragraph break)
 
     # --- preprocess: one text file a split, ``dict.txt`` and ``{split}.bin/.idx`` ----------
     @classmethod

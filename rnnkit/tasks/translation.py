@@ -140,12 +140,25 @@ class TranslationTask(TranslationFiles, TaskBase):
         return model
 
     # --- data ------------------------------------------------------------------------------
+    def split_prefix(self, split: str) -> Path:
+        """``DATA/{split}.{src}-{tgt}``, or ``{split}.{tgt}-{src}`` when only the pair's files
+        in that order exist: as fairseq, a pair trains in either direction."""
+        d = Path(self.data_dir or ".")
+        prefix = d / f"{split}.{self.src_lang}-{self.tgt_lang}"
+        other = d / f"{split}.{self.tgt_lang}-{self.src_lang}"
+        if (
+            not Path(f"{prefix}.{self.src_lang}.idx").is_file()
+            and Path(f"{other}.{self.src_lang}.idx").is_file()
+        ):
+            return other
+        return prefix
+
     def datasets(self, split: str) -> tuple[IndexedDataset, IndexedDataset]:
         """The memory-mapped source and target datasets of ``split``."""
         if self.data_dir is None:
             raise RnnkitError("this task was loaded from a checkpoint and has no data directory")
         if split not in self._datasets:
-            prefix = Path(self.data_dir) / f"{split}.{self.src_lang}-{self.tgt_lang}"
+            prefix = self.split_prefix(split)
             src = IndexedDataset(f"{prefix}.{self.src_lang}")
             tgt = IndexedDataset(f"{prefix}.{self.tgt_lang}")
             if len(src) != len(tgt):
@@ -203,7 +216,7 @@ class TranslationTask(TranslationFiles, TaskBase):
         ``--max-source/target-positions``) that fit ``--max-tokens``, enough for ``world``
         workers, and its first batch builds. Reads the index and one batch only."""
         assert self.data_dir is not None
-        langs = f".{self.src_lang}-{self.tgt_lang}"
+        langs = self.split_prefix(split).name[len(split) :]  # .SRC-TGT (or .TGT-SRC)
         files = [p for lang in (self.src_lang, self.tgt_lang)
                  for p in data_paths(Path(self.data_dir) / f"{split}{langs}.{lang}")]  # fmt: skip
         preflight.require_split(self.data_dir, split, files, f"{langs}.{self.src_lang}.idx", train)
@@ -246,12 +259,13 @@ class TranslationTask(TranslationFiles, TaskBase):
         """Summed loss of a batch (``criterion`` or plain NLL), its target tokens and sentences."""
         device = next(model.parameters()).device
         batch = batch.to(device)
-        scores, _ = model(batch.src_tokens, batch.src_lengths, batch.prev_output_tokens)
-        flat, target = scores.reshape(-1, scores.size(-1)), batch.target.reshape(-1)
         pad = self.tgt_dict.pad_index
-        # logits, or a copy model's log-probs (their own log-softmax): cross-entropy takes both
-        loss = (criterion or cross_entropy(ignore_index=pad))(flat, target)
-        return loss, int((batch.target != pad).sum()), batch.target.size(0)
+        keep = batch.target != pad  # (B, T): the output layer and loss skip padding
+        # (N, V) logits, or a copy model's log-probs (their own log-softmax): cross-entropy takes
+        # both; the same sum as over every position with padding ignored
+        scores, _ = model(batch.src_tokens, batch.src_lengths, batch.prev_output_tokens, keep=keep)
+        loss = (criterion or cross_entropy(ignore_index=pad))(scores, batch.target[keep])
+        return loss, int(keep.sum()), batch.target.size(0)
 
     @torch.inference_mode()
     def evaluate(

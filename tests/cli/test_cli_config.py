@@ -95,7 +95,7 @@ def test_model_and_task_options_reach_the_run(monkeypatch, tmp_path):
     def build_run(cfg, task, arch, layers, save_dir, given):
         seen.update(cfg=cfg, arch=arch, layers=layers, given=given)
 
-    monkeypatch.setattr(train_cli, "load_task", lambda data: object())
+    monkeypatch.setattr(train_cli, "load_task", lambda data, **kw: object())
     monkeypatch.setattr(train_cli, "build_run", build_run)
     monkeypatch.setattr(train_cli, "fit", lambda run: None)
     args = ["train", str(tmp_path), "--arch", "char_rnn", "--save-dir", str(tmp_path)]
@@ -150,7 +150,7 @@ def test_a_plugin_tasks_own_options_are_listed_and_reach_its_config(monkeypatch,
     assert "Task options (scale_demo)" in text and listed("--target-scale", text)
     assert not listed("--bptt", text)
     seen = {}
-    monkeypatch.setattr(train_cli, "load_task", lambda data: object())
+    monkeypatch.setattr(train_cli, "load_task", lambda data, **kw: object())
     monkeypatch.setattr(train_cli, "build_run", lambda cfg, *a, **k: seen.update(cfg=cfg))
     monkeypatch.setattr(train_cli, "fit", lambda run: None)
     args = ["train", str(tmp_path), "--arch", "scale_demo_model", "--save-dir", str(tmp_path)]

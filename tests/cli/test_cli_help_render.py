@@ -75,7 +75,7 @@ def test_no_flag_resolves_as_before(monkeypatch, tmp_path, flags, expected):
     def build_run(cfg, task, arch, layers, save_dir, given):
         seen["cfg"] = cfg
 
-    monkeypatch.setattr(train_cli, "load_task", lambda data: object())
+    monkeypatch.setattr(train_cli, "load_task", lambda data, **kw: object())
     monkeypatch.setattr(train_cli, "build_run", build_run)
     monkeypatch.setattr(train_cli, "fit", lambda run: None)
     args = ["train", str(tmp_path), "--arch", "char_rnn", "--save-dir", str(tmp_path), *flags]

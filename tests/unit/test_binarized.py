@@ -74,7 +74,7 @@ def test_fairseq_byte_layout_field_by_field(tmp_path):
 def test_dtype_codes_match_fairseq():
     assert {1: np.uint8, 4: np.int32, 5: np.int64, 8: np.uint16}.items() <= DTYPE_CODES.items()
     assert dtype_code(np.uint16) == 8 and dtype_code(np.int32) == 4
-    assert best_dtype(65_499) is np.uint16 and best_dtype(65_500) is np.int32
+    assert best_dtype(65_499) is np.uint16 and best_dtype(65_500) is np.uint32
 
 
 def test_merge_appends_in_order(tmp_path):

@@ -79,7 +79,7 @@ def test_dict_txt_round_trip_on_arbitrary_tokens(counts):
     [
         ("a 1\nnocount\n", ":2: expected '<token> <count>'"),
         ("a 1\na 2\n", ":2: duplicate token 'a'"),
-        ("#fairseq:overwrite 1\n", ":1: fairseq overwrite flags"),
+        ("a 1\nb x #fairseq:overwrite\n", ":2: expected '<token> <count>'"),
     ],
 )
 def test_malformed_dict_names_file_and_line(tmp_path, text, message):

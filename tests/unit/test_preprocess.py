@@ -32,10 +32,10 @@ def decoded(dest: Path, prefix: str, dict_name: str) -> list[list[str]]:
     return [[d[int(i)] for i in ds[k]] for k in range(len(ds))]
 
 
-def test_lm_keeps_empty_valid_lines_and_drops_empty_train_lines(tmp_path):
+def test_drop_empty_drops_empty_train_lines_and_keeps_empty_valid_lines(tmp_path):
     train = write(tmp_path / "train.txt", "a b a\n\nc a\n   \n")
     valid = write(tmp_path / "valid.txt", "a\n\nz\n")
-    dest, manifest = run(tmp_path, trainpref=str(train), validpref=(str(valid),))
+    dest, manifest = run(tmp_path, trainpref=str(train), validpref=(str(valid),), keep_empty=False)
     assert decoded(dest, "train", "dict.txt") == [["a", "b", "a", "</s>"], ["c", "a", "</s>"]]
     assert decoded(dest, "valid", "dict.txt") == [["a", "</s>"], ["</s>"], ["<unk>", "</s>"]]
     train_stats = manifest["splits"]["train"]
@@ -157,7 +157,11 @@ def leftovers(tmp_path: Path) -> list[str]:
     [
         ({}, {"trainpref": "missing.txt"}, "missing.txt: no such file"),
         ({"t.txt": ""}, {"trainpref": "t.txt"}, "t.txt: the train file is empty"),
-        ({"t.txt": "\n \n"}, {"trainpref": "t.txt"}, "t.txt: the train file has only empty lines"),
+        (
+            {"t.txt": "\n \n"},
+            {"trainpref": "t.txt", "keep_empty": False},
+            "t.txt: the train file has only empty lines",
+        ),
         (
             {"t.txt": "ok\nbad \xff\n".encode("latin-1")},
             {"trainpref": "t.txt"},

@@ -142,7 +142,8 @@ class Translator(Pretrained):
         from rnnkit.tasks import load_task
 
         show, edit = _prepared(options)
-        task = load_task(split.data, expect=self.task_name)
+        langs = (self.task.src_lang, self.task.tgt_lang)  # the model's direction of the pair
+        task = load_task(split.data, expect=self.task_name, langs=langs)
         if task.src_dict != self.task.src_dict or task.tgt_dict != self.task.tgt_dict:
             raise RnnkitError(
                 f"{split.data}: its dictionaries differ from the model's ({self.arch})"
@@ -194,12 +195,41 @@ class Translator(Pretrained):
         if show.print_scores or show.output_format == "jsonl":
             get_reporter().info(UNITS)
         for batch in batches:
-            opts = replace(base, first_line=batch[0][0])
-            results = self.task.translate_lines(self.model, [t for _, t in batch], show.search,
-                                                self.device, opts)  # fmt: skip
+            results = self._translate_buffer(batch, show.search, base, lines.batch_size)
             for (n, text), t in zip(batch, results, strict=True):
                 out.write(self._raw_line(t, show, n, text) + "\n")
             out.flush()
+
+    def _translate_buffer(
+        self,
+        buffer: list[tuple[int, str]],
+        search: SearchConfig,
+        base: TranslateOptions,
+        batch_size: int,
+    ) -> list[Translation]:
+        """A ``--buffer-size`` buffer of (line number, text) decoded in groups of lines of
+        similar length, at most ``batch_size`` each (fairseq-interactive's ``--buffer-size`` /
+        ``--batch-size``); results in buffer order.
+
+        Why: one search over a buffer of 1,000 lines holds 1,000 × beam rows, and each step's
+        (rows, V) log-probs (200 MB at beam 5 and V = 10k) a few times over; groups bound that,
+        and sorting by length cuts the padding. The hypotheses are the ones a search of each
+        group alone finds. A line longer than ``--max-source-positions`` goes alone, so its
+        warning names it.
+        """
+        limit = base.max_source_positions
+        sizes = [len(self.task.tokenizer.encode(text)) + 1 for _, text in buffer]  # </s> too
+        fits = [i for i, size in enumerate(sizes) if size <= limit]
+        groups = [[fits[j] for j in g] for g in token_batches([sizes[i] for i in fits], batch_size)]
+        groups += [[i] for i, size in enumerate(sizes) if size > limit]
+        results: list[Translation | None] = [None] * len(buffer)
+        for group in groups:
+            opts = replace(base, first_line=buffer[group[0]][0])
+            texts = [buffer[i][1] for i in group]
+            found = self.task.translate_lines(self.model, texts, search, self.device, opts)
+            for i, t in zip(group, found, strict=True):
+                results[i] = t
+        return [t for t in results if t is not None]
 
     def _raw_line(self, t: Translation, show: GenerateOptions, n: int, text: str) -> str:
         """The output line of input line ``n`` (``text``): n-best joined by ' ||| ' (an
@@ -228,8 +258,9 @@ class Translator(Pretrained):
 
 
 def _prepared(options: GenerateOptions) -> tuple[GenerateOptions, TranslateOptions]:
-    """``options`` and the translation options they imply (the ``--replace-unk`` dictionary
-    read), after making the ``--plot-attention`` folder."""
+    """``options`` (their search keeping attention only for ``--print-alignment``,
+    ``--replace-unk`` or ``--plot-attention``) and the translation options they imply (the
+    ``--replace-unk`` dictionary read), after making the ``--plot-attention`` folder."""
     from rnnkit.tasks.translation import TranslateOptions
 
     dict_file = options.replace_unk
@@ -237,7 +268,10 @@ def _prepared(options: GenerateOptions) -> tuple[GenerateOptions, TranslateOptio
     edit = TranslateOptions(replace_unk=dict_file is not None, align_dict=align_dict)
     if options.plot_attention is not None:
         options.plot_attention.mkdir(parents=True, exist_ok=True)
-    return options, edit
+    # Search keeps every hypothesis's attention history only for what reads it.
+    needed = options.print_alignment or dict_file is not None or options.plot_attention is not None
+    search = replace(options.search, attention=options.search.attention and needed)
+    return replace(options, search=search), edit
 
 
 def read_align_dict(path: str) -> dict[str, str] | None:
