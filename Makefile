@@ -18,8 +18,10 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	bash examples/demo.sh
 
+# One pytest worker per core (pytest-xdist), each test file on one worker so its module-scoped
+# trained fixtures are built once; tests run torch on one thread (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check rnnkit cli tests benchmarks
