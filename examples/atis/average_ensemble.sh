@@ -6,6 +6,7 @@
 #   bash examples/atis/average_ensemble.sh [../shared/data/atis] [OUT]
 # PARALLEL=2 trains two seeds at a time (one thread each), for a 2-core machine.
 set -euo pipefail
+source "$(dirname "$0")/seeds.sh"
 SRC=${1:-../shared/data/atis}
 OUT=${2:-runs/atis-avg}
 RNNKIT=${RNNKIT:-rnnkit}
@@ -19,13 +20,7 @@ train() {
     --best-checkpoint-metric f1 --maximize-best-checkpoint-metric --keep-last-epochs 5 \
     --log-interval 0 --threads 1 2> "$OUT/seed$1.log"
 }
-running=0
-for seed in "${SEEDS[@]}"; do
-  train "$seed" &
-  running=$((running + 1))
-  if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
+train_seeds "${SEEDS[@]}"
 # score NAME PATH: tag the raw valid set with PATH (a checkpoint or a:b:c ensemble), print F1,
 # tag accuracy and intent accuracy on one line.
 score() {

@@ -5,6 +5,7 @@
 #   bash examples/atis/run.sh [../shared/data/atis] [OUT]
 # PARALLEL=2 trains two seeds at a time (one thread each), for a 2-core machine.
 set -euo pipefail
+source "$(dirname "$0")/seeds.sh"
 SRC=${1:-../shared/data/atis}
 OUT=${2:-runs/atis}
 RNNKIT=${RNNKIT:-rnnkit}
@@ -22,13 +23,7 @@ train() {
     --best-checkpoint-metric f1 --maximize-best-checkpoint-metric --no-epoch-checkpoints \
     --threads ${THREADS:-1}
 }
-running=0
-for seed in 1 2 3; do
-  train "$seed" &
-  running=$((running + 1))
-  if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
+train_seeds 1 2 3
 # Score the raw files (the one valid tag and intent that train lacks count as misses here).
 # score NAME CHECKPOINT(S): one line per input line: the intent, a tab, then one tag per token.
 score() {
