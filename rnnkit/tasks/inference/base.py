@@ -27,10 +27,6 @@ from rnnkit.tasks.inference.requests import (
     SplitRequest,
 )
 
-# Said on stderr by every command that prints log-probabilities (generate, score): one unit,
-# natural logs, in every output.
-UNITS = "scores are natural-log probabilities (nats; fairseq prints base 2)"
-
 
 class TaskMismatch(RnnkitError, AttributeError):
     """A method of another task's inference object was asked for (``hasattr`` is False)."""

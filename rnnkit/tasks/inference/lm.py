@@ -15,8 +15,7 @@ from typing import IO, Any, ClassVar
 from rnnkit.config import resolve
 from rnnkit.errors import RnnkitError
 from rnnkit.generation.ensemble import LanguageModelEnsemble
-from rnnkit.reporting import get_reporter
-from rnnkit.tasks.inference.base import UNITS, Pretrained
+from rnnkit.tasks.inference.base import Pretrained
 from rnnkit.tasks.inference.requests import LineBatches, LinesRequest, ScoreOptions, SplitRequest
 from rnnkit.tasks.lines import LineLimit
 
@@ -125,7 +124,6 @@ class LanguageModel(Pretrained):
     def score_lines(self, batches: LineBatches, lines: LinesRequest, out: IO[str]) -> None:
         """``rnnkit score --input``: one JSON result per raw line (null: skipped as too long),
         printed after every batch."""
-        get_reporter().info(UNITS)
         for batch in batches:
             results = self.score([text for _, text in batch], lines.batch_size,
                                  lines.max_positions, lines.skip_invalid,

@@ -25,7 +25,7 @@ from rnnkit.generation.search import Hypothesis, SearchConfig
 from rnnkit.io import check_readable
 from rnnkit.reporting import get_reporter
 from rnnkit.tasks.base import Batching
-from rnnkit.tasks.inference.base import UNITS, Pretrained
+from rnnkit.tasks.inference.base import Pretrained
 from rnnkit.tasks.inference.requests import (
     GenerateOptions,
     LineBatches,
@@ -34,6 +34,8 @@ from rnnkit.tasks.inference.requests import (
     SplitRequest,
 )
 from rnnkit.tasks.lines import LineLimit, token_batches
+
+UNITS = "scores are natural-log probabilities (nats; fairseq prints base 2)"
 
 if TYPE_CHECKING:  # the task module imports this one (its ``inference`` class)
     from rnnkit.tasks.translation import TranslateOptions, Translation
