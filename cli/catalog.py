@@ -66,7 +66,7 @@ CATALOG: dict[str, list[tuple[str, ...]]] = {
         ("sgd", "Stochastic gradient descent (optionally with momentum)."),
     ],
     "lr scheduler": [
-        ("cosine", "Linear warmup, then cosine decay to ``min_lr`` at ``max_update``."),
+        ("cosine", "Linear warmup, then cosine decay to ``min_lr`` at ``max_update`` or ``max_hours``."),
         ("fixed", "Constant learning rate."),
         ("inverse_sqrt", "Linear warmup, then lr·sqrt(warmup / update)."),
         ("plateau", "×``lr_decay`` whenever the validation loss fails to improve for ``lr_patience`` epochs."),

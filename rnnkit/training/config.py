@@ -118,6 +118,12 @@ class ScheduleOptions:
         "Stop (saving checkpoint_last.pt) after this much wall time in this run (0: off).",
         SCHED,
     )
+    max_hours: float = _f(
+        0.0,
+        "Stop after this much wall time in all, summed over resumed runs (0: no limit); "
+        "cosine then decays over these hours, so the schedule fits the machine's speed.",
+        SCHED,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,8 +351,10 @@ def _range_rules(cfg: TrainConfig) -> list[tuple[bool, str]]:
         *(_at_least(cfg, name, 0) for name in counts),
         _within(cfg, "lr", positive, "> 0"),
         *(_within(cfg, name, nonneg, ">= 0") for name in
-          ("momentum", "weight_decay", "clip_norm", "min_lr", "stop_time_hours")),
+          ("momentum", "weight_decay", "clip_norm", "min_lr", "stop_time_hours", "max_hours")),
         _at_least(cfg, "log_interval", 0),
+        (cfg.lr_scheduler != "cosine" or cfg.max_update > 0 or cfg.max_hours > 0,
+         "--lr-scheduler cosine needs --max-update or --max-hours: the length it decays over"),
         _within(cfg, "label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
         _within(cfg, "lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
         _within(cfg, "ddp_timeout", positive, "positive (seconds)"),

@@ -176,13 +176,15 @@ def after_validation(run: Run, results: dict[str, dict[str, float]], log: TrainL
 
 
 def finished(run: Run) -> str | None:
-    """Why the run has nothing left to do (``--max-update`` or ``--max-epoch`` reached,
-    ``--patience`` exhausted), or None while it has."""
+    """Why the run has nothing left to do (``--max-update``, ``--max-epoch`` or ``--max-hours``
+    reached, ``--patience`` exhausted), or None while it has."""
     cfg, p = run.cfg, run.progress
     if cfg.max_update > 0 and p.updates >= cfg.max_update:
         return f"--max-update {cfg.max_update} reached (update {p.updates})"
     if cfg.max_epoch > 0 and p.epoch > cfg.max_epoch:
         return f"--max-epoch {cfg.max_epoch} reached"
+    if cfg.max_hours > 0 and p.wall >= cfg.max_hours * 3600:
+        return f"--max-hours {cfg.max_hours:g} reached ({p.wall / 3600:.2f} hours)"
     if cfg.patience > 0 and p.bad_validations >= cfg.patience:
         return f"--patience {cfg.patience} exhausted ({p.bad_validations} validations not better)"
     return None
@@ -211,12 +213,12 @@ def _every(interval: int, updates: int) -> bool:
     return interval > 0 and updates % interval == 0
 
 
-def _save_if_due(run: Run, itr: Any, log: TrainLog, stop: bool) -> None:
-    """After an update: validate (``--validate-interval-updates``) and write
-    ``checkpoint_last.pt`` (also ``checkpoint_{epoch}_{updates}.pt`` every
+def _save_if_due(run: Run, itr: Any, log: TrainLog, stop: bool, end: bool = False) -> None:
+    """After an update: validate (``--validate-interval-updates``, and at the run's ``end``)
+    and write ``checkpoint_last.pt`` (also ``checkpoint_{epoch}_{updates}.pt`` every
     ``--save-interval-updates``; always when the run stops), as due; one write for all."""
     updates = run.progress.updates
-    validating = _every(run.cfg.validate_interval_updates, updates)
+    validating = end or _every(run.cfg.validate_interval_updates, updates)
     interval = _every(run.cfg.save_interval_updates, updates)
     if validating or interval or stop:
         is_best = validating and after_validation(run, validate(run), log)
@@ -225,8 +227,8 @@ def _save_if_due(run: Run, itr: Any, log: TrainLog, stop: bool) -> None:
 
 def train_epoch(run: Run, log: TrainLog, caught: list[int]) -> bool:
     """Run (the rest of) the current epoch; returns False, after writing ``checkpoint_last.pt``,
-    when the run must stop (a signal, ``--max-update``, ``--stop-time-hours``) before the epoch's
-    validation."""
+    when the run must stop (a signal, ``--max-update``, ``--stop-time-hours``, ``--max-hours``)
+    before the epoch's validation."""
     cfg, p = run.cfg, run.progress
     itr = _train_iterator(run)
     loss_acc, tok_acc, t0 = 0.0, 0.0, time.monotonic()
@@ -238,8 +240,11 @@ def train_epoch(run: Run, log: TrainLog, caught: list[int]) -> bool:
         while group := list(itertools.islice(batches, cfg.update_freq)):
             hours = (time.monotonic() - run.started) / 3600
             out_of_time = cfg.stop_time_hours > 0 and hours >= cfg.stop_time_hours
-            votes = [*_signal_votes(caught), float(out_of_time)]
+            total_hours = log.tick() / 3600  # this run and the runs it resumed
+            votes = [*_signal_votes(caught), float(out_of_time), total_hours]
             loss, ntok, votes = train_update(run, group, itr, votes)
+            # The workers' mean clock, so their schedules and --max-hours agree.
+            run.schedule.hours = votes[3] / distributed.world_size()
             loss_acc, tok_acc = loss_acc + loss, tok_acc + ntok
             interval.add(loss, ntok)
             nll = loss_acc / max(tok_acc, 1)
@@ -250,9 +255,13 @@ def train_epoch(run: Run, log: TrainLog, caught: list[int]) -> bool:
             if _every(cfg.log_interval, p.updates):
                 log.write("train", epoch=p.epoch, updates=p.updates, **interval.take(run))
             # Decided from the summed votes, never from this worker's own `caught` alone.
-            stop = _adopt(votes[:2], caught) or votes[2] > 0
-            stop = stop or (cfg.max_update > 0 and p.updates >= cfg.max_update)
-            _save_if_due(run, itr, log, stop)
+            # The run's end (not a slice's): validate there, as fairseq does, so the best
+            # checkpoint can be the fully annealed weights of a mid-epoch end.
+            end = (cfg.max_update > 0 and p.updates >= cfg.max_update) or (
+                cfg.max_hours > 0 and run.schedule.hours >= cfg.max_hours
+            )
+            stop = _adopt(votes[:2], caught) or votes[2] > 0 or end
+            _save_if_due(run, itr, log, stop, end)
             if stop:
                 return False
     if _agree_on_signals(caught):  # a signal after the last update's vote: keep the epoch

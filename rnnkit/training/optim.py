@@ -8,11 +8,12 @@ with plain-data ``state_dict`` so a resumed run continues its learning rate exac
 
 A schedule's options come from the run's config; its checkpoint restores only its progress
 (:attr:`Schedule.progress_keys`), so a resumed run given a new ``--lr-decay``, ``--min-lr``,
-``--warmup-updates`` or ``--max-update`` follows them from the next step. A new ``--lr``
-(:meth:`Schedule.rebase`) is a new base rate: ``fixed`` and ``plateau`` run at it from now on
-(``plateau`` keeps its best loss and bad-epoch count and reduces from the new rate); ``zaremba``
-applies the decays of the epochs already done to it (new lr × lr_decay^k); ``cosine`` and
-``inverse_sqrt`` compute the rate of the current update from it, as fairseq's schedules do.
+``--warmup-updates``, ``--max-update`` or ``--max-hours`` follows them from the next step. A
+new ``--lr`` (:meth:`Schedule.rebase`) is a new base rate: ``fixed`` and ``plateau`` run at it
+from now on (``plateau`` keeps its best loss and bad-epoch count and reduces from the new rate);
+``zaremba`` applies the decays of the epochs already done to it (new lr × lr_decay^k);
+``cosine`` and ``inverse_sqrt`` compute the rate of the current update from it, as fairseq's
+schedules do.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class Schedule:
     def __init__(self, cfg: Any) -> None:
         self.base_lr = cfg.lr
         self.lr = cfg.lr
+        # Wall hours of the run so far (summed over resumed runs, agreed by all workers); the
+        # training loop sets it before each update, for schedules whose length is --max-hours.
+        self.hours = 0.0
 
     def step_update(self, num_updates: int) -> float:
         """Called after every update; returns the learning rate for the next one."""
@@ -177,6 +181,7 @@ class _WarmupSchedule(Schedule):
         self.warmup = cfg.warmup_updates
         self.min_lr = cfg.min_lr
         self.max_update = cfg.max_update
+        self.max_hours = cfg.max_hours
         self.lr = self.base_lr / max(1, self.warmup) if self.warmup else self.base_lr
 
     def step_update(self, num_updates: int) -> float:
@@ -195,11 +200,21 @@ class _WarmupSchedule(Schedule):
 
 @LR_SCHEDULER_REGISTRY.register("cosine")
 class CosineSchedule(_WarmupSchedule):
-    """Linear warmup, then cosine decay to ``min_lr`` at ``max_update``."""
+    """Linear warmup, then cosine decay to ``min_lr`` at ``max_update`` or ``max_hours``.
+
+    Given both, whichever is nearer its end sets the rate. With ``max_hours`` the decay
+    follows the clock: its fraction done is ``hours / max_hours`` (the warmup, counted in
+    updates, takes the first updates), so one recipe anneals fully on a fast CPU and a slow one
+    alike, at the price of bit-for-bit repeatability across machines.
+    """
 
     def after_warmup(self, num_updates: int) -> float:
-        total = max(1, (self.max_update or num_updates + 1) - self.warmup)
-        progress = min(1.0, (num_updates - self.warmup) / total)
+        done = []
+        if self.max_update:
+            done.append((num_updates - self.warmup) / max(1, self.max_update - self.warmup))
+        if self.max_hours:
+            done.append(self.hours / self.max_hours)
+        progress = min(1.0, max(done, default=1.0))
         return self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress))
 
 

@@ -253,6 +253,7 @@ def restore_run(
     ckpt.load_weights(run.model, state["model_state"], source)
     if not plan.fresh_optimizer:
         _load_optimizer(run, state["optimizer"])
+    run.schedule.hours = state["progress"].get("wall", 0.0) / 3600  # for --max-hours
     if not plan.fresh_schedule:
         run.schedule.load_state_dict(state["schedule"])
     if plan.new_lr or plan.fresh_schedule:

@@ -45,6 +45,7 @@ from tests.unit.test_translation_task import make_pairs
         ({"lr_decay": 1.5}, "--lr-decay must be in (0, 1]"),
         ({"threads": -1}, "--threads must be at least 0 (got -1)"),
         ({"stop_time_hours": -1}, "--stop-time-hours must be >= 0"),
+        ({"max_hours": -1}, "--max-hours must be >= 0"),
         ({"validate_interval_updates": -5}, "--validate-interval-updates must be at least 0"),
         ({"max_tokens": -1}, "--max-tokens must be at least 0 (got -1)"),
         ({"adam_betas": "0.9"}, "--adam-betas must be two values in"),

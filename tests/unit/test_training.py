@@ -212,6 +212,67 @@ def test_stop_time_hours_stops_and_saves(tmp_path):
 
 
 @pytest.mark.slow
+def test_max_hours_counts_the_wall_time_of_resumed_runs(tmp_path):
+    run = make_run(tmp_path, max_epoch=50, max_hours=1e-9)
+    fit(run)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
+    assert state["progress"]["updates"] == 1 and state["progress"]["wall"] > 0
+    # The same command again: the wall time it resumes already exceeds the budget.
+    again = make_run(tmp_path, max_epoch=50, max_hours=1e-9)
+    assert again.schedule.hours == pytest.approx(state["progress"]["wall"] / 3600)
+    assert loop.finished(again).startswith("--max-hours 1e-09 reached")
+    fit(again)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["progress"]["updates"] == 1
+
+
+@pytest.mark.slow
+def test_the_end_of_a_run_mid_epoch_is_validated_and_can_be_best(tmp_path):
+    fit(make_run(tmp_path, max_epoch=50, max_update=2))
+    records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").open()]
+    valid = [r for r in records if r["event"] == "valid"]
+    assert [(r["epoch"], r["updates"]) for r in valid] == [(1, 2)]  # mid-epoch 1, at the end
+    best = load_checkpoint(tmp_path / "run" / "checkpoint_best.pt")
+    assert best["progress"]["updates"] == 2
+
+
+@pytest.mark.slow
+def test_a_slice_ends_without_validating(tmp_path):
+    fit(make_run(tmp_path, max_epoch=50, stop_time_hours=1e-9))
+    log = tmp_path / "run" / "train_log.jsonl"  # written only once there is a record
+    assert (tmp_path / "run" / "checkpoint_last.pt").exists()
+    assert not log.exists() or '"valid"' not in log.read_text()
+
+
+@pytest.mark.slow
+def test_the_loop_gives_the_schedule_its_wall_hours(tmp_path):
+    run = make_run(tmp_path, max_epoch=1, lr_scheduler="cosine", max_hours=100.0)
+    fit(run)
+    assert 0 < run.schedule.hours <= run.progress.wall / 3600
+    assert run.schedule.lr < 0.01  # the cosine has begun (by a hair) to decay
+
+
+def test_cosine_needs_a_length():
+    with pytest.raises(RnnkitError, match="cosine needs --max-update or --max-hours"):
+        resolve(TrainConfig, {"lr_scheduler": "cosine"})
+
+
+def test_cosine_over_hours_follows_the_clock():
+    cfg = resolve(TrainConfig, {"lr": 1.0, "lr_scheduler": "cosine", "max_hours": 2.0})
+    cos = LR_SCHEDULER_REGISTRY.get("cosine")(cfg)
+    cos.hours = 1.0
+    assert cos.step_update(5) == pytest.approx(0.5)  # half the hours: half way, whatever the update
+    cos.hours = 3.0
+    assert cos.step_update(6) == pytest.approx(0.0)
+    # With both lengths, whichever is nearer its end sets the rate.
+    both = resolve(TrainConfig, {"lr": 1.0, "max_update": 10, "max_hours": 4.0})
+    cos = LR_SCHEDULER_REGISTRY.get("cosine")(both)
+    cos.hours = 1.0  # a quarter of the hours, half the updates
+    assert cos.step_update(5) == pytest.approx(0.5)
+    cos.hours = 2.0 * (1 + 0.5)  # 3/4 of the hours, half the updates
+    assert cos.step_update(5) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+
+
+@pytest.mark.slow
 def test_resume_refuses_other_model_options(tmp_path):
     fit(make_run(tmp_path, max_epoch=1))
     with pytest.raises(RnnkitError, match="--hidden-size 8 -> 16 would change the model"):
