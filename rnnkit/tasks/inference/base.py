@@ -19,7 +19,6 @@ from typing import IO, Any, ClassVar
 import torch
 
 from rnnkit.errors import RnnkitError
-from rnnkit.modules.inference_linear import use_inference_layout
 from rnnkit.tasks.inference.requests import (
     GenerateOptions,
     LineBatches,
@@ -81,8 +80,6 @@ class Pretrained:
         self.paths: list[str] = [self.path]
         self.models: list[torch.nn.Module] = [model]
         self.model.to(device).eval()
-        if device.type == "cpu":  # few-row decoding steps: the output layer's faster layout
-            use_inference_layout(self.model)
 
     def __getattr__(self, name: str) -> Any:
         # Only called when ``name`` is not found: this task's class lacks it.
