@@ -12,11 +12,13 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from rnnkit.errors import RnnkitError, at
 from rnnkit.io import atomic_write
+
+if TYPE_CHECKING:  # torch is not imported at run time: `rnnkit preprocess --help` stays fast
+    import torch
 
 BOS, PAD, EOS, UNK = "<s>", "<pad>", "</s>", "<unk>"
 OVERWRITE = "#fairseq:overwrite"  # dict.txt flag: this line re-adds a symbol at a new index
@@ -102,7 +104,7 @@ class Dictionary:
 
     def decode(self, ids: Sequence[int] | torch.Tensor, strip_special: bool = True) -> list[str]:
         """Indices → token strings, dropping bos/pad/eos when ``strip_special``."""
-        if isinstance(ids, torch.Tensor):
+        if not isinstance(ids, list | tuple):  # a tensor (or an array): its Python ints
             ids = ids.tolist()
         skip = {self.bos_index, self.pad_index, self.eos_index} if strip_special else set()
         return [self[i] for i in ids if i not in skip]

@@ -22,6 +22,7 @@ from rnnkit.errors import RnnkitError, at
 from rnnkit.io import check_bom, check_readable, count_lines
 
 StreamKind = Literal["text", "tags", "label"]
+DEFAULT_TASK = "lm"  # what ``rnnkit preprocess`` makes without --task
 
 
 @dataclass(frozen=True)

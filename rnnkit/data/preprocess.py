@@ -24,12 +24,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rnnkit.config import opt, to_dict
 from rnnkit.data.binarize import Job, Runner, StreamStats, binarize_chunk, count_chunk, merge_parts
-from rnnkit.data.corpus import Split, Stream, open_split, output_prefix, plan_chunks, split_names
+from rnnkit.data.corpus import (
+    DEFAULT_TASK,
+    Split,
+    Stream,
+    open_split,
+    output_prefix,
+    plan_chunks,
+    split_names,
+)
 from rnnkit.dictionary import Dictionary
 from rnnkit.errors import RnnkitError
 from rnnkit.io import WriteError, apply_umask, atomic_write, writing
 from rnnkit.reporting import get_reporter
-from rnnkit.tasks.base import DEFAULT_TASK
 from rnnkit.tokenizers import TOKENIZER_REGISTRY, SentencePieceTokenizer
 
 if TYPE_CHECKING:

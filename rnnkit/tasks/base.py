@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from rnnkit.training.config import TrainConfig
     from rnnkit.training.criteria import Criterion
 
-DEFAULT_TASK = "lm"  # what ``rnnkit preprocess`` makes without --task
 Shard = tuple[int, int]  # (rank, world): this worker's share of the data
 LossResult = tuple[torch.Tensor, int, int]  # summed loss, its tokens, its sequences
 

@@ -1,7 +1,7 @@
-"""A command line that starts fast: ``rnnkit --help``, ``--version``, ``models`` and ``score
---sys/--ref`` never import torch; subcommands load lazily from the table in
-:mod:`rnnkit_cli.main`, whose one-line helps match the commands' own; ``rnnkit models`` prints
-the same lines from its catalog as from the live registries."""
+"""A command line that starts fast: ``rnnkit --help``, ``--version``, ``models``, ``score
+--sys/--ref`` and ``preprocess --help`` never import torch; subcommands load lazily from the
+table in :mod:`rnnkit_cli.main`, whose one-line helps match the commands' own; ``rnnkit models``
+prints the same lines from its catalog as from the live registries."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def probe(tmp_path_factory):
     (tmp / "ref.txt").write_text("the cat sat down\na dog\n")
     argvs = [["--help"], ["--version"], ["models"], ["models", "--help"], ["score", "--help"]]
     argvs.append(["score", "--sys", str(tmp / "hyp.txt"), "--ref", str(tmp / "ref.txt")])
+    argvs.append(["preprocess", "--help"])
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(argvs)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
@@ -60,7 +61,16 @@ def probe(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "key",
-    ["import rnnkit", "--help", "--version", "models", "models --help", "score --help", "score"],
+    [
+        "import rnnkit",
+        "--help",
+        "--version",
+        "models",
+        "models --help",
+        "score --help",
+        "score",
+        "preprocess --help",
+    ],
 )
 def test_command_does_not_import_torch(probe, key):
     report, _ = probe
